@@ -239,7 +239,7 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
     next_values = torch.cat((values[1:], next_value.unsqueeze(0)))  # V(s_{t+1}) within the rollout
     next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
     deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
-    decay = gamma * gae_lambda * (1.0 - dones.float())  # no credit flows across an episode boundary
+    decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
     advantages = torch.zeros_like(rewards)
     lastgaelam = torch.zeros_like(next_value)
     for t in reversed(range(rewards.shape[0])):
@@ -351,7 +351,7 @@ def main(args: Args) -> None:
     except OSError as error:
         raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
 
-    # --- Logging ---
+    # --- Tracking: TensorBoard always, W&B on request ---
     if args.track:
         import wandb
 
@@ -380,7 +380,7 @@ def main(args: Args) -> None:
     agent = Agent(int(np.prod(obs_shape)), int(envs.single_action_space.n)).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
 
-    # --- Rollout storage, fixed size ---
+    # --- Storage: fixed-size rollout buffers ---
     obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, device=device)  # (num_steps, num_envs, obs_dim)
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
@@ -504,6 +504,7 @@ def main(args: Args) -> None:
     finally:
         envs.close()
 
+    # --- Finish: summary line, saved model and its evaluation ---
     recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
     print(f"done: {global_step:,} steps in {format_seconds(time.time() - start_time)} ({int(global_step / (time.time() - start_time)):,} SPS) | return over the last {len(recent_returns)} episodes {recent} | run {run_dir}")
 

@@ -1,0 +1,122 @@
+"""The three scripts share their algorithm line for line; this test fails when a shared block drifts.
+
+Shared: every top-level function present in more than one script (except those listed in
+MAY_DIFFER_FUNCTIONS, which hold the real differences), the Args fields of ppo_discrete.py (same names,
+same order, same docstrings except where listed), and every banner-delimited section of main()
+(`# --- Name ... ---`) except the sections a script lists in MAY_DIFFER_SECTIONS.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = ["ppo_discrete.py", "ppo_continuous.py", "ppo_atari.py"]
+# Functions and classes that are the real differences between the scripts.
+MAY_DIFFER_FUNCTIONS = {"check_env", "make_env", "Agent", "evaluate", "main", "Args"}
+# main() sections that hold real differences, per script (compared against ppo_discrete.py).
+MAY_DIFFER_SECTIONS = {
+    "ppo_continuous.py": {"Environments", "Storage", "Rollout", "Finish"},
+    "ppo_atari.py": {"Environments", "Storage", "Rollout", "Finish"},
+}
+# Args fields whose docstring may differ (their meaning is script specific).
+MAY_DIFFER_FIELDS = {"env_id", "torch_threads"}
+BANNER = re.compile(r"^\s*#\s*-{3,}\s*(.+?)\s*-{3,}\s*$")
+
+
+def top_level_blocks(source: str) -> dict:
+    """{name: source text} of the module's top-level functions and classes."""
+    tree = ast.parse(source)
+    return {node.name: ast.get_source_segment(source, node) for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+
+def main_sections(source: str) -> dict:
+    """{section name: lines} of main(), split at banner comments; the name is the banner text up to ':' or ','."""
+    main_source = top_level_blocks(source)["main"]
+    sections, name = {"Setup": []}, "Setup"
+    for line in main_source.splitlines()[1:]:
+        match = BANNER.match(line)
+        if match:
+            name = re.split(r"[:,]", match.group(1))[0].strip()
+            assert name not in sections, f"two main() sections named {name!r}"
+            sections[name] = []
+        else:
+            sections[name].append(line)
+    return sections
+
+
+def args_fields(source: str) -> list:
+    """[(field name, docstring)] of the Args dataclass, in order."""
+    args = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "Args")
+    fields = []
+    for statement, following in zip(args.body, args.body[1:] + [None]):
+        if isinstance(statement, ast.AnnAssign):
+            docstring = following.value.value if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) else None
+            fields.append((statement.target.id, docstring))
+    return fields
+
+
+def drift(reference: str, other: str, other_name: str) -> list:
+    """Human-readable list of the shared blocks that differ between two scripts' sources."""
+    problems = []
+    reference_blocks, other_blocks = top_level_blocks(reference), top_level_blocks(other)
+    for name, text in reference_blocks.items():
+        if name in MAY_DIFFER_FUNCTIONS:
+            continue
+        if name not in other_blocks:
+            problems.append(f"{name} is missing")
+        elif other_blocks[name] != text:
+            problems.append(f"{name} differs")
+    reference_fields, other_fields = args_fields(reference), dict(args_fields(other))
+    other_order = [name for name, _ in args_fields(other) if name in dict(reference_fields)]
+    if other_order != [name for name, _ in reference_fields if name in other_fields]:
+        problems.append("Args fields are in another order")
+    for name, docstring in reference_fields:
+        if name not in other_fields:
+            problems.append(f"Args.{name} is missing")
+        elif name not in MAY_DIFFER_FIELDS and other_fields[name] != docstring:
+            problems.append(f"Args.{name} docstring differs")
+    reference_sections, other_sections = main_sections(reference), main_sections(other)
+    if list(reference_sections) != list(other_sections):
+        problems.append(f"main() sections differ: {list(reference_sections)} vs {list(other_sections)}")
+    for name, lines in reference_sections.items():
+        if name in MAY_DIFFER_SECTIONS.get(other_name, set()):
+            continue
+        if other_sections.get(name) != lines:
+            problems.append(f"main() section {name!r} differs")
+    return problems
+
+
+def present_scripts() -> list:
+    return [name for name in SCRIPTS if (REPO / name).exists()]
+
+
+@pytest.mark.parametrize("script", [name for name in SCRIPTS[1:]])
+def test_shared_blocks_are_identical(script):
+    if not (REPO / script).exists():
+        pytest.skip(f"{script} does not exist yet")
+    reference = (REPO / "ppo_discrete.py").read_text()
+    problems = drift(reference, (REPO / script).read_text(), script)
+    assert not problems, f"{script} drifted from ppo_discrete.py: " + "; ".join(problems)
+
+
+def test_the_checker_sees_drift():
+    """The comparison itself can fail: a one-character change in a shared function or section is caught."""
+    reference = (REPO / "ppo_discrete.py").read_text()
+    assert drift(reference, reference, "ppo_continuous.py") == []
+    changed_function = reference.replace("lastgaelam = deltas[t] + decay[t] * lastgaelam", "lastgaelam = deltas[t] + decay[t] * lastgaelam * 1")
+    assert drift(reference, changed_function, "ppo_continuous.py") == ["compute_gae differs"]
+    changed_section = reference.replace("loss.backward()", "loss.backward()  # changed")
+    assert drift(reference, changed_section, "ppo_continuous.py") == ["main() section 'Update' differs"]
+    changed_field = reference.replace('"""discount factor (gamma)"""', '"""discount"""')
+    assert drift(reference, changed_field, "ppo_continuous.py") == ["Args.gamma docstring differs"]
+    changed_allowed = reference.replace("obs[step] = next_obs", "obs[step] = next_obs  # allowed")
+    assert drift(reference, changed_allowed, "ppo_continuous.py") == []
+    assert drift(reference, changed_allowed, "ppo_discrete.py") == ["main() section 'Rollout' differs"]
+
+
+def test_main_sections_cover_the_algorithm():
+    sections = main_sections((REPO / "ppo_discrete.py").read_text())
+    assert list(sections) == ["Setup", "Tracking", "Seeding", "Environments", "Storage", "Rollout", "Advantages", "Update", "Logging", "Finish"]
