@@ -1,0 +1,179 @@
+"""Sweep scripts x env ids x seeds, locally or as one Slurm array job; see a sweep's status.
+
+    python -m benchmark.sweep --script ppo_discrete.py --env-ids CartPole-v1 Acrobot-v1 --seeds 1 2 3 \\
+        --out benchmark/runs/classic_control -- --total-timesteps 500000
+    python -m benchmark.sweep --backend slurm --partition gpu --gpus-per-task 1 --max-concurrent 8 ... -- ...
+    python -m benchmark.sweep status --out benchmark/runs/classic_control [--wait] [--json]
+
+Everything after `--` is passed to every run. Running the same command again skips complete runs and
+reruns failed or unfinished ones; adding seeds or env ids extends the sweep. Exit codes: 0 when every run
+is complete (or, for a Slurm submission without --wait, when the job was submitted), 1 when some failed
+or did not finish, 2 on bad input.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from benchmark import local, slurm
+from benchmark.manifest import SweepError, SweepLayout, create_or_extend, expand_runs, load_manifest
+from benchmark.status import format_table, run_statuses, summary_line, wait_until_final
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split at the first `--`: the sweep's own arguments, and the arguments passed to every run."""
+    argv = list(argv)
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.sweep",
+        description="Run every script x env id x seed; arguments after `--` go to every run. "
+        "`python -m benchmark.sweep status --out DIR` shows a sweep's state.",
+    )
+    parser.add_argument("--script", dest="scripts", nargs="+", action="extend", required=True, help="training script(s), e.g. ppo_discrete.py")
+    parser.add_argument("--env-ids", nargs="+", action="extend", required=True, help="gymnasium env ids")
+    parser.add_argument("--seeds", nargs="+", action="extend", type=int, required=True, help="seeds")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory, e.g. benchmark/runs/NAME")
+    parser.add_argument("--backend", choices=("local", "slurm"), default="local")
+    parser.add_argument("--threads-per-run", type=positive_int, default=1, help="OMP_NUM_THREADS and --torch-threads of each run (default 1)")
+    local_group = parser.add_argument_group("local backend")
+    local_group.add_argument("--workers", type=positive_int, default=None, help="runs at once (default: CPU cores // threads per run)")
+    local_group.add_argument("--progress-interval", type=float, default=30.0, help="seconds between progress summary lines")
+    slurm_group = parser.add_argument_group("slurm backend (one sbatch --array job)")
+    slurm_group.add_argument("--partition", default=None)
+    slurm_group.add_argument("--time", default=None, help="time limit per run, e.g. 8:00:00")
+    slurm_group.add_argument("--cpus-per-task", type=positive_int, default=None, help="default: --threads-per-run")
+    slurm_group.add_argument("--gpus-per-task", type=int, default=0)
+    slurm_group.add_argument("--mem", default=None, help="memory per run, e.g. 8G")
+    slurm_group.add_argument("--max-concurrent", type=positive_int, default=None, help="array throttle: at most N runs at once (%%N)")
+    slurm_group.add_argument("--job-name", default=None, help="default: benchmark-<sweep dir name>")
+    slurm_group.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], help="extra sbatch argument, e.g. --sbatch-arg=--account=rl (repeatable)")
+    slurm_group.add_argument("--wait", action="store_true", help="wait for the job to finish and exit like the local backend")
+    slurm_group.add_argument("--wait-timeout", type=float, default=7 * 24 * 3600, help="seconds --wait waits at most")
+    slurm_group.add_argument("--poll-interval", type=float, default=30.0, help="seconds between squeue polls with --wait")
+    return parser
+
+
+def status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.sweep status", description="Show the state of every run of a sweep.")
+    parser.add_argument("--out", type=Path, required=True, help="the sweep directory")
+    parser.add_argument("--json", action="store_true", help="print the states as JSON")
+    parser.add_argument("--wait", action="store_true", help="wait until no run is queued or running; exit 0 if all are complete, else 1")
+    parser.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="seconds --wait waits at most")
+    parser.add_argument("--poll-interval", type=float, default=30.0)
+    return parser
+
+
+def poll_statuses(layout: SweepLayout):
+    """A function returning the sweep's current statuses (asking Slurm only if the sweep was submitted)."""
+    manifest = load_manifest(layout)
+
+    def poll():
+        states = slurm.sweep_task_states(layout) if slurm.read_submissions(layout) else {}
+        return run_statuses(manifest, layout, states)
+
+    return poll
+
+
+def print_statuses(statuses, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"summary": summary_line(statuses), "runs": [status.to_json() for status in statuses]}, indent=2))
+    else:
+        print(format_table(statuses))
+        print(summary_line(statuses))
+
+
+def exit_code(statuses) -> int:
+    return 0 if all(status.state == "complete" for status in statuses) else 1
+
+
+def main_status(argv: Sequence[str]) -> int:
+    args = status_parser().parse_args(argv)
+    poll = poll_statuses(SweepLayout(args.out))
+    if not args.wait:
+        statuses = poll()
+        print_statuses(statuses, args.json)
+        return 0
+    statuses, final = wait_until_final(poll, args.timeout, args.poll_interval)
+    print_statuses(statuses, args.json)
+    if not final:
+        print(f"timed out after {args.timeout:.0f} s with runs still queued or running", file=sys.stderr)
+    return exit_code(statuses)
+
+
+def main_run(argv: Sequence[str]) -> int:
+    own_args, extra_args = split_extra(argv)
+    args = run_parser().parse_args(own_args)
+    for script in args.scripts:
+        if not Path(script).is_file():
+            raise SweepError(f"no script {script!r} (relative to {Path.cwd()})")
+    layout = SweepLayout(args.out)
+    runs = expand_runs(args.scripts, args.env_ids, args.seeds, extra_args)
+    manifest, indices = create_or_extend(layout, runs, args.threads_per_run, Path.cwd())
+    print(f"sweep {layout.root}: {len(indices)} runs of {len(manifest.runs)} in the manifest")
+
+    if args.backend == "local":
+        workers = args.workers or max(1, (os.cpu_count() or 1) // args.threads_per_run)
+        try:
+            local.run_local(manifest, layout, indices, workers, args.progress_interval)
+        except KeyboardInterrupt:
+            print("interrupted; run the same command again to finish the sweep", file=sys.stderr)
+            return 130
+        statuses = [status for status in run_statuses(manifest, layout) if status.index in set(indices)]
+        print(summary_line(statuses))
+        return exit_code(statuses)
+
+    available, reason = slurm.slurm_available()
+    if not available:
+        raise SweepError(f"Slurm is not reachable: {reason}")
+    active = {index for index, task in slurm.sweep_task_states(layout).items() if task.active}
+    statuses = run_statuses(manifest, layout)
+    todo = [index for index in indices if statuses[index].state != "complete" and index not in active]
+    if not todo:
+        print(f"nothing to submit: {len(active & set(indices))} runs queued or running, the rest complete")
+    else:
+        options = slurm.SlurmOptions(
+            partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task or args.threads_per_run,
+            gpus_per_task=args.gpus_per_task, mem=args.mem, max_concurrent=args.max_concurrent,
+            job_name=args.job_name or f"benchmark-{layout.root.name}", extra=args.sbatch_args,
+        )  # fmt: skip
+        job_id = slurm.submit(layout, manifest.python, todo, options)
+        print(f"submitted array job {job_id} with {len(todo)} tasks ({slurm.array_spec(todo, args.max_concurrent)}); "
+              f"output in {layout.slurm_dir}; see `python -m benchmark.sweep status --out {args.out}`")  # fmt: skip
+    if not args.wait:
+        return 0
+    statuses, _ = wait_until_final(poll_statuses(layout), args.wait_timeout, args.poll_interval)
+    statuses = [status for status in statuses if status.index in set(indices)]
+    print(format_table(statuses))
+    print(summary_line(statuses))
+    return exit_code(statuses)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["status"]:
+            return main_status(argv[1:])
+        return main_run(argv)
+    except SweepError as error:
+        print(f"benchmark.sweep: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
