@@ -7,8 +7,9 @@ A reader sees either the old file or the complete new one; a process killed half
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -33,3 +34,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as json_file:
         return json.load(json_file)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path to write to (by any library); it replaces `path` when the block succeeds.
+    The temporary name keeps the suffix, so writers that choose a format from it (savefig) still can."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
