@@ -139,15 +139,22 @@ def iqm_with_ci(scores: Sequence[float], reps: int = BOOTSTRAP_REPS, seed: int =
     from rliable import metrics
 
     matrix = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state, which rliable passes
-        points, intervals = rly.get_interval_estimates(
-            {"scores": matrix},
-            lambda x: np.array([metrics.aggregate_iqm(x)]),
-            reps=reps,
-            confidence_interval_size=CONFIDENCE,
-            random_state=np.random.RandomState(seed),
-        )
+    # rliable 1.2's StratifiedBootstrap draws its resampling indices from the global np.random, whatever
+    # random_state says: seed the global generator for a repeatable interval, and put its state back.
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state, which rliable passes
+            points, intervals = rly.get_interval_estimates(
+                {"scores": matrix},
+                lambda x: np.array([metrics.aggregate_iqm(x)]),
+                reps=reps,
+                confidence_interval_size=CONFIDENCE,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(global_state)
     return float(points["scores"][0]), float(intervals["scores"][0, 0]), float(intervals["scores"][1, 0])
 
 
