@@ -8,6 +8,7 @@ running, and from `scontrol show job` for finished ones while the controller sti
 (MinJobAge); there is no accounting database (no sacct).
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -57,7 +58,8 @@ def slurm_available() -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         return False, "sinfo timed out"
     if completed.returncode != 0:
-        return False, f"sinfo failed: {completed.stderr.strip() or completed.stdout.strip()}"
+        lines = (completed.stderr.strip() or completed.stdout.strip() or "no output").splitlines()
+        return False, f"sinfo failed ({lines[-1]}); SLURM_CONF={os.environ.get('SLURM_CONF', '(unset)')}"
     return True, ""
 
 
