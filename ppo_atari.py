@@ -1,0 +1,627 @@
+"""PPO-Clip for Atari games from pixels, in one file.
+
+Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347) with the implementation details
+that published results depend on, each named where it happens. Equation numbers refer to the PPO paper.
+This file is ppo_discrete.py with what Atari changes: the environment wrappers, the Nature CNN, uint8
+frame storage and the Atari defaults of the paper (Breakout, 8 envs x 128 steps, clip 0.1, 10M steps).
+
+    python ppo_atari.py --env-id BreakoutNoFrameskip-v4
+    python ppo_atari.py --env-id ALE/Pong-v5 --seed 2 --track
+    python ppo_atari.py --eval-checkpoint runs/<run>/model.pt --eval-episodes 10
+
+Env ids: every game ale-py registers (the ROMs ship inside its wheel), as `ALE/<Game>-v5`,
+`<Game>NoFrameskip-v4`, `<Game>-v4` (and the v0 variants). Whatever the id, the emulator is made with
+frameskip=1: the wrapper skips 4 frames and max-pools the last two, so the id only chooses the game and
+its sticky-action probability (0.0 for v4 ids, 0.25 for v0 and v5 ids; --repeat-action-probability
+overrides it). The default, BreakoutNoFrameskip-v4, is the standard PPO setting (no sticky actions).
+Both v4 and v5 ids truncate a game at 108,000 frames (30 minutes, 27,000 agent steps): the truncation is
+bootstrapped like any time limit.
+
+Preprocessing, innermost first (make_env):
+  AtariPreprocessing   no-op reset (1 to 30 NOOPs), frame skip 4 with max over the last two frames,
+                       84x84 grayscale (uint8)
+  RecordEpisodeStatistics  raw full-game score and length: below the life-loss and reward-clipping wrappers
+  EpisodicLife         a lost life ends the episode for learning; reset() continues the same game
+  FireReset            presses FIRE after each reset, in games that wait for it (Breakout)
+  TransformReward      reward sign, -1/0/+1
+  FrameStackObservation  the last 4 frames, (4, 84, 84) uint8
+"""
+
+import importlib
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+SCRIPT = "ppo_atari"
+CHECKPOINT_FORMAT = 1
+gym.register_envs(ale_py)  # the ALE/... and ...-v4 ids
+
+
+@dataclass
+class Args:
+    # --- Experiment ---
+    exp_name: str = SCRIPT
+    """name of the experiment, part of the run name"""
+    seed: int = 1
+    """seed of python, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_threads: int = 2
+    """torch CPU threads; the CNN runs fastest with one per core, and results repeat exactly only at a fixed count"""
+    output_dir: str = "runs"
+    """TensorBoard events, saved model and evaluation results go to {output_dir}/{run_name}"""
+    run_name: Optional[str] = None
+    """run name; default {env_id}__{exp_name}__{seed}__{unix time}"""
+    track: bool = False
+    """log to Weights & Biases (works with WANDB_MODE=offline)"""
+    wandb_project_name: str = "ppo-reference"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team or user)"""
+    capture_video: bool = False
+    """record videos of the first environment to videos/{run_name}"""
+    save_model: bool = False
+    """save the trained agent to {output_dir}/{run_name}/model.pt and evaluate it"""
+    progress_interval: float = 10.0
+    """seconds between progress lines on the console"""
+
+    # --- Evaluation ---
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved model instead of training"""
+    eval_episodes: int = 10
+    """number of evaluation episodes"""
+    eval_deterministic: bool = False
+    """evaluate with the greedy action (argmax) instead of sampling"""
+
+    # --- Algorithm ---
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """ale-py Atari id: ALE/<Game>-v5, <Game>NoFrameskip-v4, <Game>-v4; always made with frameskip=1"""
+    total_timesteps: int = 10_000_000
+    """total environment steps, over all environments"""
+    learning_rate: float = 2.5e-4
+    """Adam learning rate"""
+    num_envs: int = 8
+    """number of parallel environments (N in the paper)"""
+    num_steps: int = 128
+    """steps per environment per rollout (T in the paper)"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over the run"""
+    gamma: float = 0.99
+    """discount factor (gamma)"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 4
+    """minibatches per epoch; the batch N*T is split into this many"""
+    update_epochs: int = 4
+    """epochs over each batch (K in the paper)"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    clip_coef: float = 0.1
+    """surrogate clipping coefficient (epsilon in Eq. 7)"""
+    clip_vloss: bool = True
+    """clip the value loss around the rollout's value estimates"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient (c2 in Eq. 9)"""
+    vf_coef: float = 0.5
+    """value loss coefficient (c1 in Eq. 9)"""
+    max_grad_norm: float = 0.5
+    """maximum global norm of the gradient"""
+    target_kl: Optional[float] = None
+    """stop the update early once the approximate KL of a minibatch exceeds this (off by default)"""
+
+    # --- Atari ---
+    repeat_action_probability: Optional[float] = None
+    """sticky actions: probability that the emulator repeats the previous action on each frame; default: the
+    env id's own (0.0 for v4 ids, the standard PPO setting; 0.25 for ALE/...-v5 ids, Machado et al. 2018)"""
+
+    # --- Computed at run time ---
+    batch_size: int = field(default=0, init=False)
+    """num_envs * num_steps"""
+    minibatch_size: int = field(default=0, init=False)
+    """batch_size // num_minibatches"""
+    num_iterations: int = field(default=0, init=False)
+    """total_timesteps // batch_size"""
+
+    def __post_init__(self):
+        p = self.repeat_action_probability
+        if p is not None and not 0.0 <= p <= 1.0:
+            raise UsageError(f"--repeat-action-probability must be in [0, 1], got {p}")
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2, before anything is written."""
+
+
+def check_args(args: Args) -> None:
+    """Reject inconsistent or out-of-range arguments before any environment is built."""
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads", "eval_episodes")
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if args.clip_coef <= 0:
+        raise UsageError(f"--clip-coef must be positive, got {args.clip_coef}")
+    if args.learning_rate <= 0:
+        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+    for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    if args.target_kl is not None and args.target_kl <= 0:
+        raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
+    args.batch_size = args.num_envs * args.num_steps
+    if args.batch_size % args.num_minibatches != 0:
+        raise UsageError(f"--num-minibatches {args.num_minibatches} does not divide the batch of {args.batch_size} (num_envs * num_steps)")
+    args.minibatch_size = args.batch_size // args.num_minibatches
+    args.num_iterations = args.total_timesteps // args.batch_size
+    if args.num_iterations == 0:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {args.batch_size}")
+
+
+def check_env(env_id: str) -> None:
+    """Reject an unknown env id, or one this script cannot run, naming the script that can."""
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:  # "module:EnvName-v0" imports a module that registers the env, as gym.make does
+            importlib.import_module(module)
+        spec = gym.spec(name)
+    except ImportError as error:
+        raise UsageError(f"cannot import {module!r} for env id {env_id!r}: {error}") from None
+    except gym.error.Error:
+        raise UsageError(f"unknown env id {env_id!r} (Atari ids look like ALE/Breakout-v5 or BreakoutNoFrameskip-v4)") from None
+    if spec.entry_point is not None and "ale_py" in str(spec.entry_point):
+        return  # an ale-py game: pixels and Discrete actions
+    try:
+        env = gym.make(env_id)
+    except Exception as error:  # a missing optional dependency, such as box2d or mujoco
+        raise UsageError(f"cannot make {env_id}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+    action_space, observation_space = env.action_space, env.observation_space
+    env.close()
+    if isinstance(action_space, gym.spaces.Box):
+        raise UsageError(f"{env_id} has continuous actions ({action_space}): use ppo_continuous.py")
+    if isinstance(action_space, gym.spaces.Discrete) and isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1:
+        raise UsageError(f"{env_id} has vector observations, not Atari frames: use ppo_discrete.py")
+    raise UsageError(f"{env_id} is not an Atari game: this script runs ale-py envs only (ALE/<Game>-v5, <Game>NoFrameskip-v4)")
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the episode for learning (terminated=True, so no value is bootstrapped across it), but
+    not the game: reset() then continues the same game without touching the emulator, and only a game over
+    or a truncation starts a new game. The standard setting of the DQN and PPO Atari results.
+
+    gymnasium's AtariPreprocessing(terminal_on_life_loss=True) is not this: the vector env answers its
+    terminated=True with reset(), which starts a new game, so every episode would be a one-life game."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+        self.last_obs = None
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:  # a life lost with lives left (some games show 0 lives a few frames before game over)
+            terminated = True
+        self.lives = lives
+        self.last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if self.game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)
+            self.lives = self.env.unwrapped.ale.lives()
+            self.game_over = False
+            return obs, info
+        return self.last_obs, {}  # after a lost life: the game goes on from where it is
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE after every reset, new game or lost life, in games that wait for it (Breakout launches the
+    ball with FIRE): an untrained policy otherwise spends long stretches looking at a frozen screen."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.fire_action = env.unwrapped.get_action_meanings().index("FIRE")
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        obs, _, terminated, truncated, _ = self.env.step(self.fire_action)
+        if terminated or truncated:  # FIRE lost a life or ended the game: reset again, without pressing it
+            obs, info = self.env.reset(options=options)
+        return obs, info
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str, repeat_action_probability: Optional[float] = None):
+    """A thunk that builds one Atari environment with the standard preprocessing, innermost wrapper first.
+    The episode statistics sit below the life-loss and reward-clipping wrappers: they report full-game raw
+    scores, and their lengths count agent steps (4 frames each) over the whole game."""
+
+    def thunk() -> gym.Env:
+        # frameskip=1: AtariPreprocessing skips frames (and max-pools); obs_type="grayscale": it reads the screen
+        # itself, so the emulator's own per-frame observation is thrown away, and grayscale is the cheapest one
+        kwargs = {"frameskip": 1, "obs_type": "grayscale"}
+        if repeat_action_probability is not None:
+            kwargs["repeat_action_probability"] = repeat_action_probability
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+            env = gym.wrappers.RecordVideo(env, video_dir)  # every emulator frame of full games
+        else:
+            env = gym.make(env_id, **kwargs)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env = EpisodicLife(env)
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireReset(env)
+        env = gym.wrappers.TransformReward(env, np.sign)  # reward clipping to its sign
+        env = gym.wrappers.FrameStackObservation(env, 4)  # (4, 84, 84) uint8
+        return env
+
+    return thunk
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std` and constant bias: the initialization of the PPO reference code."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Nature CNN (Mnih et al. 2015) shared by actor and critic, orthogonal init. Takes uint8 frames
+    (batch, 4, 84, 84) and scales them to [0, 1] itself, so the rollout stores uint8 (4x less memory)."""
+
+    def __init__(self, num_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(4, 32, 8, stride=4)),  # (32, 20, 20)
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),  # (64, 9, 9)
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),  # (64, 7, 7)
+            nn.ReLU(),
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)),
+            nn.ReLU(),
+        )
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)  # policy head gain 0.01: near-uniform initial policy
+        self.critic = layer_init(nn.Linear(512, 1), std=1.0)  # value head gain 1
+        self.to(memory_format=torch.channels_last)  # channels_last: the convolutions' backward pass runs faster on CPU
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x.to(torch.float32, memory_format=torch.channels_last) / 255.0)  # (batch, 512)
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.hidden(x)).squeeze(-1)
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
+        """Returns action, log pi(action|x), entropy of pi(.|x), V(x); samples the action when none is given.
+        The categorical distribution is written out, as in ppo_discrete.py."""
+        hidden = self.hidden(x)
+        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)  # log pi(.|x), (batch, num_actions)
+        if action is None and deterministic:
+            action = log_probs.argmax(dim=-1)
+        elif action is None:  # Gumbel-max trick: argmax(log pi - log E), E ~ Exp(1), is a sample from pi
+            action = (log_probs - torch.empty_like(log_probs).exponential_().log()).argmax(dim=-1)
+        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+        return action, logprob, entropy, self.critic(hidden).squeeze(-1)
+
+
+def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
+    """Generalized Advantage Estimation, Eq. 11-12: A_t = sum_l (gamma*lambda)^l delta_{t+l},
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (num_steps, num_envs); next_value is V of the
+    observation after the last step, (num_envs,).
+
+    Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
+    replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
+    (the state had a future), 0 when it terminated. Returns (advantages, returns = advantages + values)."""
+    next_values = torch.cat((values[1:], next_value.unsqueeze(0)))  # V(s_{t+1}) within the rollout
+    next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
+    deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
+    decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        lastgaelam = deltas[t] + decay[t] * lastgaelam
+        advantages[t] = lastgaelam
+    return advantages, advantages + values
+
+
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Clipped surrogate objective L^CLIP, Eq. 7, negated for gradient descent:
+    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]."""
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(newvalues, oldvalues, returns, clip_coef: float, clip_vloss: bool) -> torch.Tensor:
+    """Squared-error value loss (L^VF in Eq. 9), optionally clipped around the rollout's values as in the
+    PPO reference code: max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)."""
+    unclipped = (newvalues - returns) ** 2
+    if not clip_vloss:
+        return 0.5 * unclipped.mean()
+    clipped_values = oldvalues + torch.clamp(newvalues - oldvalues, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2).mean()
+
+
+def kl_estimators(logratio: torch.Tensor):
+    """Sample estimates of KL(pi_old || pi_new) from log(pi_new/pi_old) at actions drawn from pi_old:
+    k1 = E[-log r] (unbiased, high variance) and k3 = E[(r - 1) - log r] (unbiased, lower variance, >= 0)."""
+    ratio = logratio.exp()
+    return (-logratio).mean(), ((ratio - 1.0) - logratio).mean()
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    """1 - Var(targets - predictions) / Var(targets): 1 is a perfect critic, 0 no better than a constant."""
+    var_targets = targets.var()
+    return float("nan") if var_targets == 0 else float(1.0 - (targets - predictions).var() / var_targets)
+
+
+def save_model(path: str, agent: Agent, args: Args, extra: dict) -> None:
+    """Write the model atomically (temporary file, then rename): a crash never leaves half a file."""
+    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args), "model": agent.state_dict(), **extra}
+    tmp_path = f"{path}.tmp"
+    torch.save(payload, tmp_path)
+    os.replace(tmp_path, path)
+
+
+def load_model(path: str) -> dict:
+    """Load a saved model safely (weights_only: no code runs from the file) and check it is one of ours."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.pt")
+    if not os.path.isfile(path):
+        raise UsageError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UsageError(f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+    if not isinstance(payload, dict) or "script" not in payload or "format" not in payload:
+        raise UsageError(f"{path} is not a checkpoint of this project")
+    if payload["script"] != SCRIPT:
+        raise UsageError(f"{path} was written by {payload['script']}.py, not {SCRIPT}.py")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path} has checkpoint format {payload['format']}, this script reads {CHECKPOINT_FORMAT}")
+    return payload
+
+
+def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device) -> list:
+    """Play `episodes` full games with a saved agent, under the wrappers it was trained with; returns their
+    scores (all lives, unclipped rewards)."""
+    env_id = payload["env_id"]
+    repeat_action_probability = payload["args"].get("repeat_action_probability")
+    envs = gym.vector.SyncVectorEnv([make_env(env_id, 0, False, "", repeat_action_probability)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    agent = Agent(int(envs.single_action_space.n)).to(device)
+    agent.load_state_dict(payload["model"])
+    obs, _ = envs.reset(seed=seed)
+    episodic_returns = []
+    while len(episodic_returns) < episodes:
+        with torch.inference_mode():
+            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs, device=device), deterministic=deterministic)
+        obs, _, _, _, infos = envs.step(action.cpu().numpy())
+        if "final_info" in infos and "episode" in infos["final_info"]:  # only at game over: a lost life has no "episode"
+            episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
+    envs.close()
+    return episodic_returns[:episodes]
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def main(args: Args) -> None:
+    check_args(args)
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    if args.eval_checkpoint is not None:
+        payload = load_model(args.eval_checkpoint)
+        check_env(payload["env_id"])
+        returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device)
+        print(f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes ({'greedy' if args.eval_deterministic else 'sampled'} actions)")
+        return
+
+    check_env(args.env_id)
+    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join(args.output_dir, run_name)
+    if os.path.exists(run_dir):
+        raise UsageError(f"{run_dir} already exists; pick another --run-name (nothing was overwritten)")
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:
+        raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
+
+    # --- Tracking: TensorBoard always, W&B on request ---
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=asdict(args), name=run_name, dir=run_dir, save_code=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()))
+
+    # --- Seeding ---
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    minibatch_rng = np.random.default_rng(args.seed)  # shuffles minibatches
+
+    # --- Environments ---
+    # SAME_STEP autoreset: a step that ends an episode returns the next episode's first observation and puts
+    # the final one in infos["final_obs"]. Every stored transition is real (the default NEXT_STEP mode would
+    # spend the following step on a reset whose action is ignored: a fake transition in the batch).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, i, args.capture_video, f"videos/{run_name}", args.repeat_action_probability) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
+    agent = Agent(int(envs.single_action_space.n)).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
+
+    # --- Storage: fixed-size rollout buffers ---
+    obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)  # (num_steps, num_envs, 4, 84, 84), uint8: 4x less than float32
+    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    dones = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(final obs) where truncated
+
+    global_step = 0
+    start_time = time.time()
+    last_progress = start_time
+    recent_returns = deque(maxlen=100)
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(next_obs, device=device)  # uint8 frames: the network scales them
+    try:
+        for iteration in range(1, args.num_iterations + 1):
+            # Linear learning-rate annealing from learning_rate to 0
+            if args.anneal_lr:
+                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+
+            # ---------------- Rollout: num_steps steps in each of num_envs envs ----------------
+            final_values.zero_()
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs[step] = next_obs
+                with torch.inference_mode():
+                    action, logprob, _, value = agent.get_action_and_value(next_obs)
+                actions[step] = action
+                logprobs[step] = logprob
+                values[step] = value
+
+                next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+                rewards[step] = torch.as_tensor(reward, device=device)
+                dones[step] = torch.as_tensor(terminations | truncations, device=device)  # a lost life is a termination
+                next_obs = torch.as_tensor(next_obs, device=device)
+
+                if "final_obs" in infos:
+                    # Time-limit truncation is not termination: bootstrap from V(final observation)
+                    truncated_only = truncations & ~terminations
+                    if truncated_only.any():
+                        final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only]), device=device)
+                        with torch.inference_mode():
+                            final_values[step, torch.as_tensor(truncated_only, device=device)] = agent.get_value(final_obs)
+                    if "episode" in infos["final_info"]:  # game over: full-game score and length
+                        episode, finished = infos["final_info"]["episode"], infos["final_info"]["_episode"]
+                        for episodic_return, episodic_length in zip(episode["r"][finished], episode["l"][finished]):
+                            recent_returns.append(float(episodic_return))
+                            writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                            writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+
+            # ---------------- Advantages: GAE over the rollout ----------------
+            with torch.inference_mode():
+                next_value = agent.get_value(next_obs)
+            advantages, returns = compute_gae(rewards, values, dones, final_values, next_value, args.gamma, args.gae_lambda)
+
+            # Flatten the batch: (num_steps, num_envs, ...) -> (batch_size, ...)
+            b_obs = obs.reshape((-1,) + obs_shape)
+            b_actions = actions.reshape(-1)
+            b_logprobs = logprobs.reshape(-1)
+            b_advantages = advantages.reshape(-1)
+            b_returns = returns.reshape(-1)
+            b_values = values.reshape(-1)
+
+            # ---------------- Update: update_epochs epochs of shuffled minibatches ----------------
+            # Diagnostics are summed over every minibatch and averaged, not taken from the last minibatch
+            stat_names = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac")
+            stat_totals = torch.zeros(len(stat_names), device=device)
+            num_updates = 0
+            stop_early = False
+            for epoch in range(args.update_epochs):
+                batch_indices = torch.as_tensor(minibatch_rng.permutation(args.batch_size), device=device)  # shuffled minibatches
+                for start in range(0, args.batch_size, args.minibatch_size):
+                    mb_inds = batch_indices[start : start + args.minibatch_size]
+                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                    logratio = newlogprob - b_logprobs[mb_inds]
+                    ratio = logratio.exp()  # probability ratio r_t(theta), Eq. 6
+
+                    mb_advantages = b_advantages[mb_inds]
+                    if args.norm_adv:  # per-minibatch advantage normalization
+                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                    pg_loss = clipped_surrogate_loss(ratio, mb_advantages, args.clip_coef)  # clipped surrogate, Eq. 7
+                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)
+                    entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
+                    loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
+
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)  # global gradient-norm clipping
+                    optimizer.step()
+
+                    with torch.no_grad():
+                        old_approx_kl, approx_kl = kl_estimators(logratio)
+                        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
+                        stat_totals += torch.stack((pg_loss, v_loss, entropy_loss, old_approx_kl, approx_kl, clipfrac))
+                    num_updates += 1
+                    if args.target_kl is not None and approx_kl.item() > args.target_kl:  # KL early stop, per minibatch
+                        stop_early = True
+                        break
+                if stop_early:
+                    break
+
+            # ---------------- Logging ----------------
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            for name, mean in zip(stat_names, (stat_totals / num_updates).tolist()):
+                writer.add_scalar(f"losses/{name}", mean, global_step)
+            writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
+            writer.add_scalar("charts/update_epochs_done", num_updates / args.num_minibatches, global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+            now = time.time()
+            if now - last_progress >= args.progress_interval or iteration == args.num_iterations:
+                last_progress = now
+                recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+                eta = (args.num_iterations - iteration) * args.batch_size / max(sps, 1)
+                print(f"step {global_step:>9,}/{args.num_iterations * args.batch_size:,} ({100 * iteration / args.num_iterations:3.0f}%) | SPS {sps:>6,} | return (last {len(recent_returns)}) {recent} | elapsed {format_seconds(now - start_time)} | left {format_seconds(eta)}", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}; TensorBoard events so far are in {run_dir}", file=sys.stderr)
+        writer.close()
+        raise
+    finally:
+        envs.close()
+
+    # --- Finish: summary line, saved model and its evaluation ---
+    recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
+    print(f"done: {global_step:,} steps in {format_seconds(time.time() - start_time)} ({int(global_step / (time.time() - start_time)):,} SPS) | return over the last {len(recent_returns)} episodes {recent} | run {run_dir}")
+
+    if args.save_model:
+        model_path = os.path.join(run_dir, "model.pt")
+        save_model(model_path, agent, args, {"global_step": global_step})
+        eval_returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 1_000_000, device)
+        for episode_index, episodic_return in enumerate(eval_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
+        print(f"saved {model_path}; evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as error:
+        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
