@@ -69,12 +69,15 @@ class RunSpec:
         return cls(name=data["name"], script=data["script"], env_id=data["env_id"], seed=int(data["seed"]), extra_args=tuple(data["extra_args"]))
 
 
+def safe_name(text: str) -> str:
+    """`text` usable as a file name: characters other than letters, digits, `.`, `_` and `-` (the `/` of
+    `ALE/Pong-v5`, the `:` of `module:Env-v0`) become `-`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
 def run_name(script: str, env_id: str, seed: int) -> str:
-    """`{env}__{script stem}__{seed}`, the scripts' own naming without the timestamp; characters other than
-    letters, digits, `.`, `_` and `-` in the env id (the `/` of `ALE/Pong-v5`, the `:` of `module:Env-v0`)
-    become `-`."""
-    env_part = re.sub(r"[^A-Za-z0-9._-]+", "-", env_id).strip("-")
-    return f"{env_part}__{Path(script).stem}__{seed}"
+    """`{env}__{script stem}__{seed}`: the scripts' own naming without the timestamp."""
+    return f"{safe_name(env_id)}__{Path(script).stem}__{seed}"
 
 
 def check_extra_args(extra_args: Sequence[str]) -> None:

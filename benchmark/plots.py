@@ -4,7 +4,6 @@ Each line is one script (and argument set): the mean over seeds of the seeds' cu
 common step grid, with a band from the lowest to the highest seed at each step.
 """
 
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -18,13 +17,10 @@ from benchmark.atomic import atomic_path  # noqa: E402
 from benchmark.aggregate import DIAGNOSTIC_TAGS, LAST_EPISODES, RunSummary, group_runs  # noqa: E402
 from benchmark.curves import on_grid, smoothed  # noqa: E402
 from benchmark.events import Series  # noqa: E402
+from benchmark.manifest import safe_name  # noqa: E402
 from benchmark.tables import args_label  # noqa: E402
 
 GRID_POINTS = 200
-
-
-def file_stem(env_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", env_id).strip("-")
 
 
 def _label(script: str, extra_args: tuple[str, ...], with_args: bool, num_seeds: int) -> str:
@@ -63,7 +59,7 @@ def plot_learning_curves(runs: Sequence[RunSummary], out_dir: Path, window: int 
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(loc="best", fontsize="small")
-        path = out_dir / f"learning_curves_{file_stem(env_id)}.png"
+        path = out_dir / f"learning_curves_{safe_name(env_id)}.png"
         fig.tight_layout()
         with atomic_path(path) as tmp_path:
             fig.savefig(tmp_path, dpi=120)
@@ -93,7 +89,7 @@ def plot_diagnostics(runs: Sequence[RunSummary], out_dir: Path) -> list[Path]:
             fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize="small")
         fig.suptitle(f"{env_id}: training diagnostics (mean over seeds, band = min-max over seeds)")
         fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-        path = out_dir / f"diagnostics_{file_stem(env_id)}.png"
+        path = out_dir / f"diagnostics_{safe_name(env_id)}.png"
         with atomic_path(path) as tmp_path:
             fig.savefig(tmp_path, dpi=110)
         plt.close(fig)

@@ -6,6 +6,7 @@ file is the leftover of a killed attempt and counts for nothing.
 """
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +39,10 @@ class RunResult:
     @property
     def complete(self) -> bool:
         return self.status == COMPLETE
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_result(layout: SweepLayout, result: RunResult) -> None:

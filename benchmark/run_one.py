@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, load_manifest
-from benchmark.results import COMPLETE, FAILED, RunResult, read_result, write_result
+from benchmark.results import COMPLETE, FAILED, RunResult, read_result, utc_now, write_result
 
 LOG_TAIL_LINES = 30
 LOG_TAIL_CHARS = 6000
@@ -47,10 +46,6 @@ class Attempt:
     log_offset: int  # where this attempt's output starts in the log
     started_at: str
     started_monotonic: float
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def try_lock(path: Path) -> Optional[int]:

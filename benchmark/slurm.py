@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from benchmark.atomic import read_json, write_json_atomic
 from benchmark.manifest import SweepError, SweepLayout
-from benchmark.run_one import utc_now
+from benchmark.results import utc_now
 
 ARRAY_TASK_SCRIPT = Path(__file__).resolve().parent / "slurm" / "array_task.sh"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory `python -m benchmark.run_one` must run in

@@ -25,6 +25,12 @@ def args_label(extra_args: Sequence[str]) -> str:
     return " ".join(extra_args) if extra_args else "(script defaults)"
 
 
+PUBLISHED_COLUMNS = (
+    "published_source", "published_algorithm", "published_env_id", "published_steps", "published_mean", "published_spread",
+    "published_spread_meaning", "published_env_versions", "published_reference", "comparison_note",
+)  # fmt: skip
+
+
 def comparison_rows(groups: Sequence[GroupSummary], published: Sequence[PublishedResult]) -> list[dict]:
     """One row per (our group, matching published result); a group without a match gets one row with
     empty published columns. Our statistics repeat on each of a group's rows, so every row stands alone."""
@@ -47,9 +53,8 @@ def comparison_rows(groups: Sequence[GroupSummary], published: Sequence[Publishe
             "peak_rss_max_mb": group.peak_rss_max_mb,
         }
         matches = matching(published, group.env_id)
-        empty = {"published_source": "", "published_algorithm": "", "published_env_id": "", "published_steps": "", "published_mean": "", "published_spread": "", "published_spread_meaning": "", "published_env_versions": "", "published_reference": "", "comparison_note": ""}
         if not matches:
-            rows.append({**ours, **empty})
+            rows.append({**ours, **dict.fromkeys(PUBLISHED_COLUMNS, "")})
         for result in matches:
             rows.append({
                 **ours,
@@ -77,10 +82,10 @@ def run_rows(runs: Sequence[RunSummary], incomplete: Sequence[IncompleteRun]) ->
         }  # fmt: skip
         for run in runs
     ]
-    rows += [
-        {"sweep": run.sweep, "name": run.name, "script": run.script, "env_id": run.env_id, "seed": run.seed, "args": "", "state": run.state, "final_return": "", "num_episodes": "", "steps": "", "sps_median": "", "sps_final": "", "wall_time_s": "", "peak_rss_mb": "", "reason": run.reason}
-        for run in incomplete
-    ]
+    for run in incomplete:
+        row = dict.fromkeys(rows[0] if rows else (), "")
+        row.update(sweep=run.sweep, name=run.name, script=run.script, env_id=run.env_id, seed=run.seed, state=run.state, reason=run.reason)
+        rows.append(row)
     return rows
 
 
