@@ -1,5 +1,9 @@
-"""Helpers for the benchmark tests: synthetic TensorBoard runs and sweep directories whose right answers are known."""
+"""Helpers for the benchmark tests: synthetic TensorBoard runs and sweep directories whose right answers are known,
+and the scripts' own argument parsers."""
 
+import functools
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -61,3 +65,26 @@ def make_sweep(root: Path, runs: Sequence[tuple[str, str, int, Sequence[float], 
         fake_result(layout, spec, status=FAILED, peak_rss_mb=None, reason="exit code 2: ppo_discrete.py: error: synthetic failure")
     save_manifest(layout, manifest)
     return layout
+
+
+@functools.cache
+def script_args_class(program: str):
+    """The Args dataclass of a top-level script, its module imported from the file (and registered: tyro reads
+    the fields' docs from the source)."""
+    name = f"benchmark_test_{Path(program).stem}"
+    spec = importlib.util.spec_from_file_location(name, REPO / program)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.Args
+
+
+def parse_script_args(program: str, argv: Sequence[str]):
+    """Parse `argv` with the script's own parser (tyro); fails the test if it is rejected."""
+    import pytest
+    import tyro
+
+    try:
+        return tyro.cli(script_args_class(program), args=list(argv))
+    except SystemExit as error:
+        pytest.fail(f"{program} rejected {list(argv)} (exit {error.code})")

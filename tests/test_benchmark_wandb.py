@@ -6,8 +6,6 @@ parameter value the config can produce is parsed by the script's own parser (tyr
 config is run for real with a tiny budget.
 """
 
-import functools
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.benchmark_fixtures import REPO
+from tests.benchmark_fixtures import REPO, parse_script_args, script_args_class
 
 CONFIG_DIR = REPO / "benchmark" / "wandb"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -49,26 +47,6 @@ def agent_command(config: dict, values: dict, interpreter: str, program: str) ->
     return command
 
 
-@functools.cache
-def script_args_class(program: str):
-    """The script's Args, its module imported from the file (registered: tyro reads field docs from the source)."""
-    name = f"wandb_test_{Path(program).stem}"
-    spec = importlib.util.spec_from_file_location(name, REPO / program)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module.Args
-
-
-def parse(args_class, argv: list[str]):
-    import tyro
-
-    try:
-        return tyro.cli(args_class, args=argv)
-    except SystemExit as error:
-        pytest.fail(f"the script's parser rejected {argv} (exit {error.code})")
-
-
 def program_or_skip(config: dict) -> str:
     if not (REPO / config["program"]).is_file():
         pytest.skip(f"{config['program']} is not written yet")
@@ -92,8 +70,7 @@ def test_config_shape(path):
 def test_every_parameter_value_parses_as_intended(path):
     config = load(path)
     program = program_or_skip(config)
-    args_class = script_args_class(program)
-    defaults = parse(args_class, [])
+    defaults = parse_script_args(program, [])
     parameters = config["parameters"]
     first = {name: candidates(spec)[0] for name, spec in parameters.items()}
     # every value of each parameter, the others at their first value
@@ -101,7 +78,7 @@ def test_every_parameter_value_parses_as_intended(path):
     for values in assignments:
         command = agent_command(config, values, sys.executable, program)
         assert command[:3] == ["/usr/bin/env", sys.executable, program]
-        parsed = parse(args_class, command[3:])
+        parsed = parse_script_args(program, command[3:])
         for name, value in values.items():
             if isinstance(value, bool):
                 field = name[3:] if name.startswith("no_") else name
@@ -120,12 +97,11 @@ def test_agent_form_of_booleans_is_what_tyro_needs():
     forms = create_sweep_command_args({"args": {"anneal_lr": {"value": True}, "no_norm_adv": {"value": False}, "learning_rate": {"value": 0.001}}})
     assert forms["args"] == ["--anneal_lr=True", "--no_norm_adv=False", "--learning_rate=0.001"]
     assert forms["args_no_boolean_flags"] == ["--anneal_lr", "--learning_rate=0.001"]
-    args_class = script_args_class("ppo_discrete.py")
     import tyro
 
     with pytest.raises(SystemExit):
-        tyro.cli(args_class, args=["--anneal_lr=True"])
-    assert parse(args_class, forms["args_no_boolean_flags"]).learning_rate == pytest.approx(0.001)
+        tyro.cli(script_args_class("ppo_discrete.py"), args=["--anneal_lr=True"])
+    assert parse_script_args("ppo_discrete.py", forms["args_no_boolean_flags"]).learning_rate == pytest.approx(0.001)
 
 
 def test_agent_command_runs_ppo_discrete(tmp_path):
