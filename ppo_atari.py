@@ -200,35 +200,35 @@ def check_env(env_id: str) -> None:
 
 class EpisodicLife(gym.Wrapper):
     """A lost life ends the episode for learning (terminated=True, so no value is bootstrapped across it), but
-    not the game: reset() then continues the same game without touching the emulator, and only a game over
-    or a truncation starts a new game. The standard setting of the DQN and PPO Atari results.
+    not the game: the reset() that follows continues the same game without touching the emulator. Any other
+    reset, after a game over or a truncation, starts a new game. The setting of the DQN and PPO Atari results.
 
     gymnasium's AtariPreprocessing(terminal_on_life_loss=True) is not this: the vector env answers its
-    terminated=True with reset(), which starts a new game, so every episode would be a one-life game."""
+    terminated=True with reset(), which starts a new game, so every game would be a one-life game."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.lives = 0
-        self.game_over = True
+        self.life_lost = False
         self.last_obs = None
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.game_over = terminated or truncated
         lives = self.env.unwrapped.ale.lives()
-        if 0 < lives < self.lives:  # a life lost with lives left (some games show 0 lives a few frames before game over)
-            terminated = True
+        # lives left (some games show 0 lives a few frames before the game over) and the game goes on
+        self.life_lost = 0 < lives < self.lives and not (terminated or truncated)
         self.lives = lives
         self.last_obs = obs
-        return obs, reward, terminated, truncated, info
+        return obs, reward, terminated or self.life_lost, truncated, info
 
     def reset(self, *, seed=None, options=None):
-        if self.game_over or seed is not None:
-            obs, info = self.env.reset(seed=seed, options=options)
-            self.lives = self.env.unwrapped.ale.lives()
-            self.game_over = False
-            return obs, info
-        return self.last_obs, {}  # after a lost life: the game goes on from where it is
+        if self.life_lost and seed is None:
+            self.life_lost = False
+            return self.last_obs, {}  # the same game goes on from where it is
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives = self.env.unwrapped.ale.lives()
+        self.life_lost = False
+        return obs, info
 
 
 class FireReset(gym.Wrapper):
