@@ -438,7 +438,7 @@ def main(args: Args) -> None:
 
             # Flatten the batch: (num_steps, num_envs, ...) -> (batch_size, ...)
             b_obs = obs.reshape((-1,) + obs_shape)
-            b_actions = actions.reshape(-1)
+            b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
             b_logprobs = logprobs.reshape(-1)
             b_advantages = advantages.reshape(-1)
             b_returns = returns.reshape(-1)
