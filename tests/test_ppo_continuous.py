@@ -202,7 +202,7 @@ def test_truncation_bootstraps_from_the_normalized_final_observation(tmp_path, e
     gamma, lam = 0.5, 0.95
     result = run_script(
         SCRIPT, "--env-id", f"tests.probe_envs:{env_name}", "--gamma", str(gamma), "--gae-lambda", str(lam), "--norm-obs", "--no-norm-reward",
-        "--total-timesteps", "16384", "--num-envs", "4", "--num-steps", "32", "--num-minibatches", "4", "--update-epochs", "4",
+        "--total-timesteps", "8192", "--num-envs", "4", "--num-steps", "32", "--num-minibatches", "4", "--update-epochs", "4",
         "--learning-rate", "3e-3", "--save-model", "--eval-episodes", "1", "--output-dir", str(tmp_path), "--run-name", "probe",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
