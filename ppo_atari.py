@@ -22,6 +22,7 @@ Preprocessing, innermost first (make_env):
                        84x84 grayscale (uint8)
   RecordEpisodeStatistics  raw full-game score and length: below the life-loss and reward-clipping wrappers
   EpisodicLife         a lost life ends the episode for learning; reset() continues the same game
+                       (the frame stack then restarts from the current frame)
   FireReset            presses FIRE after each reset, in games that wait for it (Breakout)
   TransformReward      reward sign, -1/0/+1
   FrameStackObservation  the last 4 frames, (4, 84, 84) uint8
@@ -60,7 +61,7 @@ class Args:
     cuda: bool = True
     """use CUDA when it is available"""
     torch_threads: int = 2
-    """torch CPU threads; the CNN runs fastest with one per core, and results repeat exactly only at a fixed count"""
+    """torch CPU threads; one per free core is fastest for the CNN (use 1 on cores shared with other jobs), and results repeat exactly only at a fixed count"""
     output_dir: str = "runs"
     """TensorBoard events, saved model and evaluation results go to {output_dir}/{run_name}"""
     run_name: Optional[str] = None
@@ -304,14 +305,14 @@ class Agent(nn.Module):
         self.to(memory_format=torch.channels_last)  # channels_last: the convolutions' backward pass runs faster on CPU
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.to(torch.float32, memory_format=torch.channels_last) / 255.0)  # (batch, 512)
+        return self.network(x.to(torch.float32, memory_format=torch.channels_last).div_(255.0))  # (batch, 512); in place: one float copy
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(self.hidden(x)).squeeze(-1)
 
     def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
         """Returns action, log pi(action|x), entropy of pi(.|x), V(x); samples the action when none is given.
-        The categorical distribution is written out, as in ppo_discrete.py."""
+        The categorical distribution is written out (log-softmax, Gumbel-max sampling), line for line as in ppo_discrete.py."""
         hidden = self.hidden(x)
         log_probs = torch.log_softmax(self.actor(hidden), dim=-1)  # log pi(.|x), (batch, num_actions)
         if action is None and deterministic:
@@ -535,7 +536,7 @@ def main(args: Args) -> None:
 
             # Flatten the batch: (num_steps, num_envs, ...) -> (batch_size, ...)
             b_obs = obs.reshape((-1,) + obs_shape)
-            b_actions = actions.reshape(-1)
+            b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
             b_logprobs = logprobs.reshape(-1)
             b_advantages = advantages.reshape(-1)
             b_returns = returns.reshape(-1)
