@@ -225,11 +225,12 @@ EXPECTED_KEYS = [
 
 @pytest.fixture(scope="module")
 def twin_runs(tmp_path_factory):
-    """Two identical short Breakout runs (seed 7) that save and evaluate their model, and one iteration with seed 8."""
+    """Two identical short Breakout runs (seed 7) that save and evaluate their model, and one iteration with
+    seed 8 that records a video and logs to W&B offline."""
     out = tmp_path_factory.mktemp("runs")
     results = {}
-    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128"))):
-        results[name] = run_script(SCRIPT, *TINY, "--seed", seed, *extra, "--output-dir", str(out), "--run-name", name)
+    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track"))):
+        results[name] = run_script(SCRIPT, *TINY, "--seed", seed, *extra, "--output-dir", str(out), "--run-name", name, cwd=out)
         assert results[name].returncode == 0, results[name].stderr
     return out, results
 
@@ -257,6 +258,14 @@ def test_same_seed_same_run(twin_runs):
     first.pop("charts/SPS"), second.pop("charts/SPS")
     assert first == second
     assert read_scalars(out / "c")["losses/value_loss"][0] != first["losses/value_loss"][0]  # the seed matters
+
+
+def test_video_and_wandb_offline(twin_runs):
+    out, _ = twin_runs
+    offline_runs = list((out / "c" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+    videos = list((out / "videos" / "c").glob("*.mp4"))
+    assert videos and all(video.stat().st_size > 1000 for video in videos)
 
 
 def test_save_and_evaluate(twin_runs):
