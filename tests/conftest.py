@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_script(script: str, *args: str, cwd=None, timeout: float = 600, extra_env=None) -> subprocess.CompletedProcess:
-    """Run `python <script> <args>` from `cwd` with one torch thread, so results repeat exactly."""
+    """Run `python <script> <args>` from `cwd` with OMP_NUM_THREADS=1 (pass --torch-threads to fix the script's
+    own thread count where its default is not 1: results repeat exactly only at a fixed count)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", WANDB_MODE="offline", SDL_VIDEODRIVER="dummy", MUJOCO_GL="egl")
     env.update(extra_env or {})
     return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
