@@ -27,6 +27,33 @@ def read_scalars(run_dir) -> dict:
     return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
+# The scalars every script logs against global_step, read back from the TensorBoard events by the tests.
+EXPECTED_KEYS = [
+    "charts/episodic_return", "charts/episodic_length", "charts/learning_rate", "charts/SPS",
+    "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losses/approx_kl",
+    "losses/clipfrac", "losses/explained_variance",
+]  # fmt: skip
+
+# Bad arguments every script rejects the same way (check_args is one of the blocks they share).
+ARGUMENT_CHECKS = [
+    (("--num-minibatches", "3"), "does not divide"),
+    (("--num-envs", "0"), "--num-envs must be positive"),
+    (("--num-steps", "-1"), "--num-steps must be positive"),
+    (("--clip-coef", "0"), "--clip-coef must be positive"),
+    (("--gamma", "1.5"), "--gamma must be in [0, 1]"),
+    (("--gae-lambda", "-0.1"), "--gae-lambda must be in [0, 1]"),
+    (("--total-timesteps", "100"), "less than one batch"),
+    (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
+]
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, script: str, message: str) -> None:
+    """Bad input ends in exit code 2 and one line on stderr, `<script>: error: <message>`, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error:") and message in lines[0], result.stderr
+
+
 @pytest.fixture
 def tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,7 @@ import torch
 from ale_py.env import AtariEnv
 
 import ppo_atari
-from tests.conftest import read_scalars, run_script
+from tests.conftest import EXPECTED_KEYS, assert_usage_error, read_scalars, run_script
 
 SCRIPT = "ppo_atari.py"
 # 2 envs x 256 steps: each env plays at least one full game of Breakout (a random game lasts ~125-250 steps)
@@ -216,13 +216,6 @@ def test_evaluation_reports_full_game_raw_scores(raw_frame_rewards):
 # ---------------------------------------------------------------- end to end
 
 
-EXPECTED_KEYS = [
-    "charts/episodic_return", "charts/episodic_length", "charts/learning_rate", "charts/SPS",
-    "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losses/approx_kl",
-    "losses/clipfrac", "losses/explained_variance",
-]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def twin_runs(tmp_path_factory):
     """Two identical short Breakout runs (seed 7) that save and evaluate their model, and one iteration with
@@ -307,9 +300,7 @@ def test_bad_input_is_rejected_before_anything_is_written(tmp_cwd, args, message
 @pytest.mark.parametrize("args, message", [BAD_INPUTS[2], BAD_INPUTS[5], BAD_INPUTS[-1]])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     result = run_script(SCRIPT, *args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("ppo_atari.py: error:"), result.stderr
+    assert_usage_error(result, "ppo_atari.py", message)
     assert not (tmp_path / "out").exists()
 
 
