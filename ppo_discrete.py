@@ -63,7 +63,7 @@ class Args:
     eval_episodes: int = 10
     """number of evaluation episodes"""
     eval_deterministic: bool = False
-    """evaluate with the greedy action (argmax) instead of sampling"""
+    """evaluate with the most likely action (argmax; the mean of a Gaussian) instead of sampling"""
 
     # --- Algorithm ---
     env_id: str = "CartPole-v1"
