@@ -561,7 +561,7 @@ def main(args: Args) -> None:
                         mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
 
                     pg_loss = clipped_surrogate_loss(ratio, mb_advantages, args.clip_coef)  # clipped surrogate, Eq. 7
-                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)
+                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)  # value loss L^VF (Eq. 9), clipped if clip_vloss
                     entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
 
