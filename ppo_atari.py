@@ -8,6 +8,8 @@ frame storage and the Atari defaults of the paper (Breakout, 8 envs x 128 steps,
     python ppo_atari.py --env-id BreakoutNoFrameskip-v4
     python ppo_atari.py --env-id ALE/Pong-v5 --seed 2 --track
     python ppo_atari.py --eval-checkpoint runs/<run>/model.pt --eval-episodes 10
+    python ppo_atari.py --checkpoint-every 10      # then, after Ctrl-C, SIGTERM or a crash:
+    python ppo_atari.py --resume runs/<run>        # continues exactly where the checkpoint left off
 
 Env ids: every game ale-py registers (the ROMs ship inside its wheel), as `ALE/<Game>-v5`,
 `<Game>NoFrameskip-v4`, `<Game>-v4` (and the v0 variants). Whatever the id, the emulator is made with
@@ -28,9 +30,12 @@ Preprocessing, innermost first (make_env):
   FrameStackObservation  the last 4 frames, (4, 84, 84) uint8
 """
 
+import dataclasses
 import importlib
+import math
 import os
 import random
+import signal
 import sys
 import time
 from collections import deque
@@ -86,6 +91,12 @@ class Args:
     """number of evaluation episodes"""
     eval_deterministic: bool = False
     """evaluate with the most likely action (argmax; the mean of a Gaussian) instead of sampling"""
+
+    # --- Checkpoints ---
+    checkpoint_every: int = 0
+    """write {output_dir}/{run_name}/checkpoint.pt every this many iterations and at the end (0: only when stopped by SIGINT or SIGTERM)"""
+    resume: Optional[str] = None
+    """continue the run of this checkpoint (or run directory) exactly; options left at their defaults are the checkpoint's"""
 
     # --- Algorithm ---
     env_id: str = "BreakoutNoFrameskip-v4"
@@ -146,6 +157,11 @@ class UsageError(Exception):
     """Bad input: reported as one line on stderr, exit code 2, before anything is written."""
 
 
+class RunError(Exception):
+    """A run that cannot go on (a non-finite loss, a failed checkpoint write): one line on stderr, exit code 1;
+    the checkpoint written last is kept."""
+
+
 def check_args(args: Args) -> None:
     """Reject inconsistent or out-of-range arguments before any environment is built."""
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads", "eval_episodes")
@@ -164,6 +180,10 @@ def check_args(args: Args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
     if args.target_kl is not None and args.target_kl <= 0:
         raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
+    if args.resume is not None and args.eval_checkpoint is not None:
+        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches != 0:
         raise UsageError(f"--num-minibatches {args.num_minibatches} does not divide the batch of {args.batch_size} (num_envs * num_steps)")
@@ -376,17 +396,24 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
 
 
 def save_model(path: str, agent: Agent, args: Args, extra: dict) -> None:
-    """Write the model atomically (temporary file, then rename): a crash never leaves half a file."""
+    """Write the model (and whatever `extra` holds) atomically: a temporary file, then a rename, so a crash or
+    kill -9 during the write leaves the previous file intact, never half a file."""
     payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args), "model": agent.state_dict(), **extra}
     tmp_path = f"{path}.tmp"
-    torch.save(payload, tmp_path)
-    os.replace(tmp_path, path)
+    try:
+        torch.save(payload, tmp_path)
+        os.replace(tmp_path, path)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise RunError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def load_model(path: str) -> dict:
-    """Load a saved model safely (weights_only: no code runs from the file) and check it is one of ours."""
+def load_model(path: str, file_name: str = "model.pt") -> dict:
+    """Load a saved model or checkpoint safely (weights_only: no code runs from the file) and check it is one of
+    ours; a directory stands for the file `file_name` in it."""
     if os.path.isdir(path):
-        path = os.path.join(path, "model.pt")
+        path = os.path.join(path, file_name)
     if not os.path.isfile(path):
         raise UsageError(f"no checkpoint at {path}")
     try:
@@ -399,15 +426,151 @@ def load_model(path: str) -> dict:
         raise UsageError(f"{path} was written by {payload['script']}.py, not {SCRIPT}.py")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise UsageError(f"{path} has checkpoint format {payload['format']}, this script reads {CHECKPOINT_FORMAT}")
+    payload["path"] = path
     return payload
 
 
-def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device) -> list:
+# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
+RESUME_MAY_CHANGE = ("total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic")
+
+
+def resume_args(args: Args, saved: dict) -> Args:
+    """The options of a resumed run: the checkpoint's, except those given on the command line that may change.
+    An option left at its default is taken from the checkpoint; one that contradicts it is an error."""
+    defaults, merged = Args(), {}
+    for option in dataclasses.fields(Args):
+        name, given = option.name, getattr(args, option.name)
+        if not option.init or name in ("resume", "eval_checkpoint"):
+            continue
+        if given == getattr(defaults, name) or given == saved[name]:
+            merged[name] = saved[name]
+        elif name in RESUME_MAY_CHANGE:
+            merged[name] = given
+        else:
+            flag = f"--{name.replace('_', '-')}"
+            raise UsageError(f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it (it may change only {', '.join('--' + n.replace('_', '-') for n in RESUME_MAY_CHANGE[:2])}, ...)")
+    return Args(**merged, resume=args.resume)
+
+
+def encode_state(value):
+    """`value` as data a weights_only checkpoint can hold (numbers, strings, tensors, lists, dicts), tagged so
+    decode_state() rebuilds the same types; TypeError for anything else (spaces, functions, handles)."""
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object:  # first: np.float64 is also a float
+        return {"ndarray": torch.from_numpy(np.array(value)), "scalar": isinstance(value, np.generic)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.random.Generator):
+        return {"generator": value.bit_generator.state}
+    if isinstance(value, deque):
+        return {"deque": [encode_state(item) for item in value], "maxlen": value.maxlen}
+    if isinstance(value, (list, tuple)):
+        return {type(value).__name__: [encode_state(item) for item in value]}
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {"dict": {key: encode_state(item) for key, item in value.items()}}
+    raise TypeError(type(value).__name__)
+
+
+def decode_state(data, current=None):
+    """The value encode_state() encoded. A random generator is restored in place into `current`, so the
+    objects that share it keep sharing it."""
+    if not isinstance(data, dict):
+        return data
+    if "ndarray" in data:
+        array = data["ndarray"].numpy().copy()
+        return array[()] if data["scalar"] else array
+    if "generator" in data:
+        generator = current if isinstance(current, np.random.Generator) else np.random.Generator(getattr(np.random, data["generator"]["bit_generator"])())
+        generator.bit_generator.state = data["generator"]
+        return generator
+    if "deque" in data:
+        return deque((decode_state(item) for item in data["deque"]), maxlen=data["maxlen"])
+    if "list" in data or "tuple" in data:
+        items = [decode_state(item) for item in data.get("list", data.get("tuple"))]
+        return items if "list" in data else tuple(items)
+    return {key: decode_state(item) for key, item in data["dict"].items()}
+
+
+def env_state(envs: gym.vector.SyncVectorEnv) -> list:
+    """Everything each sub-environment needs to go on exactly where it is, as plain data: every wrapper's and
+    the env's own attributes that are numbers, arrays, random generators or containers of them (episode
+    counters, time limits, frame stacks, RNGs, classic-control physics), the emulator state of an Atari game,
+    and the arrays of a MuJoCo simulation. Returns None when an env keeps its state where it cannot be read:
+    Box2D worlds (LunarLander, BipedalWalker, CarRacing)."""
+    states = []
+    for env in envs.envs:
+        if "box2d" in type(env.unwrapped).__module__:
+            return None
+        layers, layer = [], env
+        while True:
+            fields = {}
+            if not isinstance(layer, gym.wrappers.RecordVideo):  # its frames are a video in progress, not env state
+                for name, value in vars(layer).items():
+                    if name in ("env", "episode_start_time"):  # the next layer; a wall-clock time
+                        continue
+                    try:
+                        fields[name] = encode_state(value)
+                    except TypeError:  # not plain data: spaces, specs, functions, the emulator and simulator handles
+                        pass
+            if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is env.unwrapped:
+                fields["ale state"] = torch.frombuffer(bytearray(layer.ale.cloneState(include_rng=True).serialize()), dtype=torch.uint8)
+            if type(getattr(layer, "data", None)).__name__ == "MjData":
+                fields["mujoco data"] = {name: torch.from_numpy(getattr(layer.data, name).copy()) for name in dir(layer.data) if not name.startswith("_") and isinstance(getattr(layer.data, name), np.ndarray)}
+                fields["mujoco time"] = layer.data.time
+            layers.append(fields)
+            if layer is env.unwrapped:
+                break
+            layer = layer.env
+        states.append(layers)
+    return states
+
+
+def restore_env_state(envs: gym.vector.SyncVectorEnv, states: list) -> None:
+    """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
+    for env, layers in zip(envs.envs, states):
+        layer = env
+        for fields in layers:
+            for name, data in fields.items():
+                if name == "ale state":
+                    layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.numpy().tobytes()))
+                elif name == "mujoco data":
+                    for array_name, array in data.items():
+                        target = getattr(layer.data, array_name)
+                        if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed by the next step
+                            target[...] = array.numpy()
+                elif name == "mujoco time":
+                    layer.data.time = data
+                else:
+                    setattr(layer, name, decode_state(data, getattr(layer, name, None)))
+            layer = getattr(layer, "env", None)
+
+
+def rng_state(minibatch_rng: np.random.Generator) -> dict:
+    """The state of every random number generator the training loop draws from, as plain data."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "minibatch": minibatch_rng.bit_generator.state,
+    }
+
+
+def restore_rng_state(state: dict, minibatch_rng: np.random.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    minibatch_rng.bit_generator.state = state["minibatch"]
+
+
+def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device, video_dir: Optional[str] = None) -> list:
     """Play `episodes` full games with a saved agent, under the wrappers it was trained with; returns their
-    scores (all lives, unclipped rewards)."""
+    scores (all lives, unclipped rewards). With a video_dir, records games 0, 1, 8, 27, ... there."""
     env_id = payload["env_id"]
     repeat_action_probability = payload["args"].get("repeat_action_probability")
-    envs = gym.vector.SyncVectorEnv([make_env(env_id, 0, False, "", repeat_action_probability)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv([make_env(env_id, 0, video_dir is not None, video_dir or "", repeat_action_probability)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent = Agent(int(envs.single_action_space.n)).to(device)
     agent.load_state_dict(payload["model"])
     obs, _ = envs.reset(seed=seed)
@@ -429,35 +592,51 @@ def format_seconds(seconds: float) -> str:
 
 def main(args: Args) -> None:
     check_args(args)
+    checkpoint = None
+    if args.resume is not None:  # the run's options come from its checkpoint (see resume_args)
+        checkpoint = load_model(args.resume, "checkpoint.pt")
+        if "training" not in checkpoint:
+            raise UsageError(f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt")
+        args = resume_args(args, checkpoint["args"])
+        check_args(args)
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     if args.eval_checkpoint is not None:
         payload = load_model(args.eval_checkpoint)
         check_env(payload["env_id"])
-        returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device)
-        print(f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes ({'greedy' if args.eval_deterministic else 'sampled'} actions)")
+        video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
+        returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device, video_dir)
+        print(f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes ({'greedy' if args.eval_deterministic else 'sampled'} actions)" + (f"; videos in {video_dir}" if video_dir else ""))
         return
 
     check_env(args.env_id)
-    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join(args.output_dir, run_name)
-    if os.path.exists(run_dir):
-        raise UsageError(f"{run_dir} already exists; pick another --run-name (nothing was overwritten)")
-    try:
-        os.makedirs(run_dir)
-    except OSError as error:
-        raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
+    if checkpoint is not None:  # a resumed run goes on in its own directory, wherever that has moved
+        run_dir = os.path.dirname(checkpoint["path"])
+        run_name = os.path.basename(run_dir)
+    else:
+        run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = os.path.join(args.output_dir, run_name)
+        if os.path.exists(run_dir):
+            raise UsageError(f"{run_dir} already exists; pick another --run-name, or --resume it (nothing was overwritten)")
+        try:
+            os.makedirs(run_dir)
+        except OSError as error:
+            raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
+    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
 
     # --- Tracking: TensorBoard always, W&B on request ---
+    wandb_id = checkpoint["training"]["wandb_id"] if checkpoint is not None else None
     if args.track:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=asdict(args), name=run_name, dir=run_dir, save_code=True)
+        wandb_id = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=asdict(args), name=run_name, dir=run_dir, save_code=True, id=wandb_id, resume="allow").id
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()))
+    # purge_step: TensorBoard drops what an earlier process logged after the checkpoint, so no step is logged twice
+    writer = SummaryWriter(run_dir, purge_step=checkpoint["training"]["global_step"] + 1 if checkpoint is not None else None)
+    if checkpoint is None:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()))
 
     # --- Seeding ---
     random.seed(args.seed)
@@ -477,6 +656,7 @@ def main(args: Args) -> None:
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
     agent = Agent(int(envs.single_action_space.n)).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
+    normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 
     # --- Storage: fixed-size rollout buffers ---
     obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)  # (num_steps, num_envs, 4, 84, 84), uint8: 4x less than float32
@@ -487,14 +667,46 @@ def main(args: Args) -> None:
     values = torch.zeros((args.num_steps, args.num_envs), device=device)
     final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(final obs) where truncated
 
-    global_step = 0
-    start_time = time.time()
-    last_progress = start_time
-    recent_returns = deque(maxlen=100)
     next_obs, _ = envs.reset(seed=args.seed)
     next_obs = torch.as_tensor(next_obs, device=device)  # uint8 frames: the network scales them
+
+    # --- Resume: put back everything the checkpoint holds, so the run goes on as if it had never stopped ---
+    global_step, start_iteration, last_checkpoint = 0, 0, None
+    recent_returns = deque(maxlen=100)
+    start_time = time.time()
+    if checkpoint is not None:
+        training = checkpoint["training"]
+        agent.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(training["optimizer"])
+        for name, normalizer in normalizers.items():
+            if normalizer is not None:
+                normalizer.load_state_dict(checkpoint[name])
+        if training["envs"] is not None:
+            restore_env_state(envs, training["envs"])
+            next_obs = training["next_obs"].to(device)
+        else:
+            print(f"note: {args.env_id} keeps its state where a checkpoint cannot read it; the resumed run starts new episodes", file=sys.stderr)
+        restore_rng_state(training["rng"], minibatch_rng)
+        start_iteration = last_checkpoint = training["iteration"]
+        global_step = training["global_step"]
+        start_time -= training["elapsed"]
+        recent_returns.extend(training["recent_returns"])
+        print(f"resumed {run_dir} after iteration {start_iteration}/{args.num_iterations} (step {global_step:,})")
+    last_progress = time.time()
+
+    # SIGINT (Ctrl-C) and SIGTERM (kill, Slurm preemption or time limit) stop the run after the iteration in
+    # progress, with a checkpoint; a second signal stops it at once
+    stop_signal = []
+
+    def request_stop(signum, frame):
+        if stop_signal:
+            raise KeyboardInterrupt
+        stop_signal.append(signum)
+        os.write(2, f"{signal.Signals(signum).name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n".encode())  # print is not safe in a handler
+
+    previous_handlers = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for iteration in range(1, args.num_iterations + 1):
+        for iteration in range(start_iteration + 1, args.num_iterations + 1):
             # Linear learning-rate annealing from learning_rate to 0
             if args.anneal_lr:
                 optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
@@ -544,7 +756,7 @@ def main(args: Args) -> None:
 
             # ---------------- Update: update_epochs epochs of shuffled minibatches ----------------
             # Diagnostics are summed over every minibatch and averaged, not taken from the last minibatch
-            stat_names = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac")
+            stat_names = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
             stat_totals = torch.zeros(len(stat_names), device=device)
             num_updates = 0
             stop_early = False
@@ -567,13 +779,13 @@ def main(args: Args) -> None:
 
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)  # global gradient-norm clipping
+                    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)  # global gradient-norm clipping; the norm before it
                     optimizer.step()
 
                     with torch.no_grad():
                         old_approx_kl, approx_kl = kl_estimators(logratio)
                         clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
-                        stat_totals += torch.stack((pg_loss, v_loss, entropy_loss, old_approx_kl, approx_kl, clipfrac))
+                        stat_totals += torch.stack((pg_loss, v_loss, entropy_loss, old_approx_kl, approx_kl, clipfrac, grad_norm))
                     num_updates += 1
                     if args.target_kl is not None and approx_kl.item() > args.target_kl:  # KL early stop, per minibatch
                         stop_early = True
@@ -582,9 +794,14 @@ def main(args: Args) -> None:
                     break
 
             # ---------------- Logging ----------------
+            stat_means = (stat_totals / num_updates).tolist()
+            for name, mean in zip(stat_names, stat_means):
+                if not math.isfinite(mean):  # a NaN or infinite loss or gradient: stop before it reaches the envs or a checkpoint
+                    kept = f"the last checkpoint, {checkpoint_path} (iteration {last_checkpoint}), is kept" if last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
+                    raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
             sps = int(global_step / (time.time() - start_time))
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            for name, mean in zip(stat_names, (stat_totals / num_updates).tolist()):
+            for name, mean in zip(stat_names, stat_means):
                 writer.add_scalar(f"losses/{name}", mean, global_step)
             writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
             writer.add_scalar("charts/update_epochs_done", num_updates / args.num_minibatches, global_step)
@@ -595,12 +812,39 @@ def main(args: Args) -> None:
                 recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
                 eta = (args.num_iterations - iteration) * args.batch_size / max(sps, 1)
                 print(f"step {global_step:>9,}/{args.num_iterations * args.batch_size:,} ({100 * iteration / args.num_iterations:3.0f}%) | SPS {sps:>6,} | return (last {len(recent_returns)}) {recent} | elapsed {format_seconds(now - start_time)} | left {format_seconds(eta)}", flush=True)
+
+            # ---------------- Checkpoint: every checkpoint_every iterations, at the end, and when a signal asks ----------------
+            if stop_signal or (args.checkpoint_every > 0 and (iteration % args.checkpoint_every == 0 or iteration == args.num_iterations)):
+                writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
+                training = {
+                    "iteration": iteration,
+                    "global_step": global_step,
+                    "elapsed": time.time() - start_time,
+                    "optimizer": optimizer.state_dict(),  # Adam moments and step counts; the LR follows from the iteration
+                    "rng": rng_state(minibatch_rng),
+                    "envs": env_state(envs),
+                    "next_obs": next_obs,
+                    "recent_returns": list(recent_returns),
+                    "wandb_id": wandb_id,
+                }
+                normalizer_states = {name: normalizer.state_dict() if normalizer is not None else None for name, normalizer in normalizers.items()}
+                save_model(checkpoint_path, agent, args, {"global_step": global_step, **normalizer_states, "training": training})
+                last_checkpoint = iteration
+            if stop_signal:
+                print(f"stopped by {signal.Signals(stop_signal[0]).name} after iteration {iteration}/{args.num_iterations} (step {global_step:,}), checkpoint {checkpoint_path}; resume with: python {SCRIPT}.py --resume {run_dir}", file=sys.stderr)
+                raise SystemExit(128 + stop_signal[0])
     except KeyboardInterrupt:
-        print(f"interrupted at step {global_step:,}; TensorBoard events so far are in {run_dir}", file=sys.stderr)
+        resume = f"; resume from iteration {last_checkpoint} with: python {SCRIPT}.py --resume {run_dir}" if last_checkpoint else ""
+        print(f"interrupted at step {global_step:,}; TensorBoard events so far are in {run_dir}{resume}", file=sys.stderr)
+        writer.close()
+        raise
+    except (SystemExit, RunError):
         writer.close()
         raise
     finally:
         envs.close()
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
     # --- Finish: summary line, saved model and its evaluation ---
     recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
@@ -624,5 +868,8 @@ if __name__ == "__main__":
     except UsageError as error:
         print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except RunError as error:
+        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

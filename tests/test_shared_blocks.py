@@ -119,4 +119,4 @@ def test_the_checker_sees_drift():
 
 def test_main_sections_cover_the_algorithm():
     sections = main_sections((REPO / "ppo_discrete.py").read_text())
-    assert list(sections) == ["Setup", "Tracking", "Seeding", "Environments", "Storage", "Rollout", "Advantages", "Update", "Logging", "Finish"]
+    assert list(sections) == ["Setup", "Tracking", "Seeding", "Environments", "Storage", "Resume", "Rollout", "Advantages", "Update", "Logging", "Checkpoint", "Finish"]
