@@ -38,6 +38,7 @@ import random
 import signal
 import sys
 import time
+import zipfile
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -416,6 +417,13 @@ def load_model(path: str, file_name: str = "model.pt") -> dict:
         path = os.path.join(path, file_name)
     if not os.path.isfile(path):
         raise UsageError(f"no checkpoint at {path}")
+    try:  # torch.load does not check the zip entries' CRC-32: damage inside a tensor would load silently
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as error:
+        raise UsageError(f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+    if damaged is not None:
+        raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -448,7 +456,7 @@ def resume_args(args: Args, saved: dict) -> Args:
             merged[name] = given
         else:
             flag = f"--{name.replace('_', '-')}"
-            raise UsageError(f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it (it may change only {', '.join('--' + n.replace('_', '-') for n in RESUME_MAY_CHANGE[:2])}, ...)")
+            raise UsageError(f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it (what may change: {', '.join('--' + n.replace('_', '-') for n in RESUME_MAY_CHANGE)})")
     return Args(**merged, resume=args.resume)
 
 

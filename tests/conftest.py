@@ -13,9 +13,14 @@ REPO = Path(__file__).resolve().parent.parent
 def run_script(script: str, *args: str, cwd=None, timeout: float = 600, extra_env=None) -> subprocess.CompletedProcess:
     """Run `python <script> <args>` from `cwd` with OMP_NUM_THREADS=1 (pass --torch-threads to fix the script's
     own thread count where its default is not 1: results repeat exactly only at a fixed count)."""
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=script_env(extra_env), capture_output=True, text=True, timeout=timeout)
+
+
+def script_env(extra_env=None) -> dict:
+    """The environment the scripts run in under test: one OpenMP thread, W&B offline, headless rendering."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", WANDB_MODE="offline", SDL_VIDEODRIVER="dummy", MUJOCO_GL="egl")
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
 
 
 def read_scalars(run_dir) -> dict:
@@ -31,7 +36,7 @@ def read_scalars(run_dir) -> dict:
 EXPECTED_KEYS = [
     "charts/episodic_return", "charts/episodic_length", "charts/learning_rate", "charts/SPS",
     "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losses/approx_kl",
-    "losses/clipfrac", "losses/explained_variance",
+    "losses/clipfrac", "losses/explained_variance", "losses/grad_norm",
 ]  # fmt: skip
 
 # Bad arguments every script rejects the same way (check_args is one of the blocks they share).

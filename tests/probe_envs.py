@@ -69,3 +69,33 @@ gym.register("LoopTruncated-v0", entry_point=LoopEnv, kwargs={"terminate": False
 gym.register("LoopTerminated-v0", entry_point=LoopEnv, kwargs={"terminate": True})
 gym.register("LoopTruncatedContinuous-v0", entry_point=LoopEnv, kwargs={"terminate": False, "continuous_actions": True, "obs_scale": 5.0, "obs_offset": 20.0})
 gym.register("LoopTerminatedContinuous-v0", entry_point=LoopEnv, kwargs={"terminate": True, "continuous_actions": True, "obs_scale": 5.0, "obs_offset": 20.0})
+
+
+class NanRewardEnv(gym.Env):
+    """Reward 1 each step until the env has taken `nan_after` steps in all, then NaN: a run on it must stop
+    with a one-line error naming the iteration and the quantity, and keep its last good checkpoint.
+    Episodes are truncated after 10 steps."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, nan_after: int = 200, continuous_actions: bool = False):
+        self.nan_after = nan_after
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous_actions else gym.spaces.Discrete(2)
+        self.total_steps = 0
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, size=3).astype(np.float32), {}
+
+    def step(self, action):
+        self.total_steps += 1
+        self.t += 1
+        reward = float("nan") if self.total_steps >= self.nan_after else 1.0
+        return self.np_random.uniform(-1, 1, size=3).astype(np.float32), reward, False, self.t >= 10, {}
+
+
+gym.register("NanReward-v0", entry_point=NanRewardEnv)
+gym.register("NanRewardContinuous-v0", entry_point=NanRewardEnv, kwargs={"continuous_actions": True})
