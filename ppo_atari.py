@@ -602,7 +602,7 @@ def main(args: Args) -> None:
             b_obs = obs.reshape((-1,) + obs_shape)
             b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
             b_logprobs = logprobs.reshape(-1)
-            b_dists = dists.reshape((args.batch_size,) + dists.shape[2:])
+            b_dists = dists.reshape((args.batch_size,) + dists.shape[2:])  # the rollout's distributions, (batch_size, ...)
             b_advantages = advantages.reshape(-1)
             b_returns = returns.reshape(-1)
             b_values = values.reshape(-1)
@@ -655,8 +655,8 @@ def main(args: Args) -> None:
             stat_means = dict(zip(stat_names, (stat_totals / num_updates).tolist()))
 
             # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
-            # one: its mean over the update's minibatches, each taken before its own step (the paper takes d once,
-            # after the update)
+            # update: the mean of its minibatches' mean KLs, each taken before that minibatch's step (the paper takes
+            # d once, after the update)
             if args.policy_objective == "kl-adaptive":
                 kl_beta = update_kl_beta(kl_beta, stat_means["exact_kl"], args.kl_target)
             if args.adaptive_clip:
