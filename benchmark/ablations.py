@@ -17,6 +17,7 @@ the mean of its normalized scores over the envs that have it.
 import argparse
 import shlex
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -206,10 +207,11 @@ def render_markdown(command: str, cells: Sequence[Cell], means: Sequence[Average
     ]
     for env_id in env_ids:
         own = [cell for cell in cells if cell.env_id == env_id]
+        unscaled = " No setting beats the random policy: no normalized scores, and the env is left out of the averages." if best[env_id] <= random_scores[env_id] else ""
         parts += [
             f"## {env_id}",
             f"`{own[0].script}`, {max(cell.total_steps for cell in own):,} steps; random policy {fmt(random_scores[env_id])}, "
-            f"best setting {fmt(best[env_id])}.",
+            f"best setting {fmt(best[env_id])}.{unscaled}",
             markdown_table(
                 ["Setting", "Return (mean ± std over seeds)", "Seeds", "Normalized (± std over seeds)"],
                 [[cell.setting.label, mean_spread(cell.mean, cell.std), " ".join(str(seed) for seed in cell.seeds), mean_spread(cell.normalized, cell.normalized_std)] for cell in own],
@@ -223,18 +225,20 @@ def render_markdown(command: str, cells: Sequence[Cell], means: Sequence[Average
 def plot(path: Path, cells: Sequence[Cell], means: Sequence[Average]) -> None:
     """Bars: our average normalized score and the paper's, per setting; dots: our score on each env."""
     positions = np.arange(len(means))
-    fig, ax = plt.subplots(figsize=(11, 4.8))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     ax.bar(positions - 0.2, [average.normalized for average in means], width=0.4, label="ours: average over envs")
     ax.bar(positions + 0.2, [average.setting.paper for average in means], width=0.4, label="paper, Table 1 (MuJoCo, 1M steps)", color="lightgray")
     for marker, env_id in zip("o^sDv", dict.fromkeys(cell.env_id for cell in cells)):
-        points = [(index, cell.normalized) for index, average in enumerate(means) for cell in cells if cell.env_id == env_id and cell.setting == average.setting]
+        points = [(index, cell.normalized) for index, average in enumerate(means) for cell in cells if cell.env_id == env_id and cell.setting == average.setting and np.isfinite(cell.normalized)]
+        if not points:
+            continue
         ax.scatter([index - 0.2 for index, _ in points], [value for _, value in points], marker=marker, color="black", s=18, zorder=3, label=f"ours: {env_id}")
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(positions, [average.setting.label.replace(", ", "\n") for average in means], fontsize="small")
+    ax.set_xticks(positions, ["\n".join(textwrap.fill(part, 14) for part in average.setting.label.split(", ")) for average in means], fontsize="small")
     ax.set_ylabel("normalized score (random 0, best setting 1)")
     ax.set_title("The PPO paper's Table 1 ablation on our scripts")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.tight_layout()
     with atomic_path(path) as tmp_path:
         fig.savefig(tmp_path, dpi=110)

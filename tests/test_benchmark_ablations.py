@@ -8,14 +8,14 @@ from benchmark import ablations
 from tests.benchmark_fixtures import make_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-RANDOM = {"CartPole-v1": 20.0, "Pendulum-v1": -1200.0}
+RANDOM = {"Acrobot-v1": -450.0, "CartPole-v1": 20.0, "Pendulum-v1": -1200.0}
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """CartPole-v1: no-clip scores 20, 40 (mean 30); clip-0.2 500, 480 (490, the best); kl-fixed-1 255, 255; clip-0.1
     only here (one seed, 255); one failed kl-fixed-1 seed. Pendulum-v1: no-clip -1400; clip-0.2 -200 (the best);
-    kl-fixed-1 -700. A run's score is the mean of its last 100 returns: 150 returns, the first 50 of them far off."""
+    kl-fixed-1 -700. Acrobot-v1: no-clip -500, below the random policy. A run's score is the mean of its last 100 returns: 150 returns, the first 50 of them far off."""
     root = tmp_path_factory.mktemp("ablations")
     runs = root / "runs"
 
@@ -31,6 +31,7 @@ def written(tmp_path_factory):
     sweep("Pendulum-v1", "no-clip", [-1400.0, -1400.0])
     sweep("Pendulum-v1", "clip-0.2", [-200.0, -200.0])
     sweep("Pendulum-v1", "kl-fixed-1", [-700.0, -700.0])
+    sweep("Acrobot-v1", "no-clip", [-500.0])
     out = root / "results"
     paths = ablations.write_ablations(runs, out, random_scores=RANDOM, command="python -m benchmark.ablations (test)")
     return paths, out
@@ -55,6 +56,7 @@ def test_scores_over_seeds_and_normalization(written):
     assert table[("CartPole-v1", "kl-fixed-1")]["seeds"] == "1 2"  # the failed seed is left out
     assert float(table[("Pendulum-v1", "no-clip")]["normalized"]) == pytest.approx(-0.2)  # (-1400 + 1200) / (-200 + 1200)
     assert float(table[("Pendulum-v1", "kl-fixed-1")]["normalized"]) == pytest.approx(0.5)
+    assert table[("Acrobot-v1", "no-clip")]["normalized"] == "nan"  # no setting beats the random policy: no scale
 
 
 def test_averages_over_envs_beside_the_paper(written):
@@ -73,8 +75,10 @@ def test_markdown_and_figure(written):
     paths, out = written
     markdown = (out / "ablations.md").read_text()
     lines = markdown.splitlines()
-    assert "| No clipping or penalty | **-0.09** | 0.02 | -0.20 | -0.39 |" in lines  # average, CartPole, Pendulum, paper
-    assert "| Clipping, epsilon = 0.1 | **0.50** (1 of 2 envs) | 0.50 | n/a | 0.76 |" in lines
+    # average, Acrobot (not normalized: no setting beats its random policy), CartPole, Pendulum, paper
+    assert "| No clipping or penalty | **-0.09** (2 of 3 envs) | n/a | 0.02 | -0.20 | -0.39 |" in lines
+    assert "| Clipping, epsilon = 0.1 | **0.50** (1 of 3 envs) | n/a | 0.50 | n/a | 0.76 |" in lines
+    assert "No setting beats the random policy" in markdown.split("## Acrobot-v1")[1].split("##")[0]
     assert "| No clipping or penalty | 30.00 ± 10.00 | 1 2 | 0.02 ± 0.02 |" in lines  # CartPole's own table
     assert "MuJoCo" in markdown and "1M steps" in markdown and "failed" in markdown  # the paper's setting; the failed run
     data = paths["figure"].read_bytes()
