@@ -6,8 +6,9 @@
 # $RESULTS/ablations.{md,csv,png}: normalized scores beside the paper's (MuJoCo, 1M steps).
 #
 #   bash benchmark/recipes/ablations.sh                             # local, the sweeps one after another
-#   bash benchmark/recipes/ablations.sh --backend slurm             # Slurm: submits 33 array jobs and returns;
-#   python -m benchmark.ablations --runs benchmark/runs/ablations --out benchmark/results/ablations  # ... once done
+#   bash benchmark/recipes/ablations.sh --backend slurm             # Slurm: submits 33 array jobs and returns (its
+#   python -m benchmark.ablations --runs benchmark/runs/ablations --out benchmark/results/ablations  # report: rerun
+#                                                                   # this once the jobs are done)
 #   STEPS_DISCRETE=2048 STEPS_PENDULUM=2048 SEEDS=1 RUNS=/tmp/ablations RESULTS=/tmp/ablations_results \
 #       bash benchmark/recipes/ablations.sh                         # a smoke test of the whole chain
 #
