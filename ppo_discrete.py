@@ -89,8 +89,7 @@ class Args:
     norm_adv: bool = True
     """normalize advantages per minibatch"""
     policy_objective: Literal["clip", "kl-adaptive", "kl-fixed", "none"] = "clip"
-    """policy surrogate, the variants of the paper's Table 1: clip (L^CLIP, Eq. 7); kl-adaptive (KL penalty, Eq. 8,
-    beta adapted toward kl_target); kl-fixed (Eq. 8, constant beta = kl_beta); none (unclipped L^CPI, Eq. 6)"""
+    """policy surrogate, the paper's Table 1 variants: clip (Eq. 7); kl-adaptive (KL penalty, Eq. 8, beta adapted to kl_target); kl-fixed (Eq. 8, beta = kl_beta); none (unclipped, Eq. 6)"""
     clip_coef: float = 0.2
     """surrogate clipping coefficient (epsilon in Eq. 7), also the value clipping range; the initial one under adaptive_clip"""
     adaptive_clip: bool = False
