@@ -21,7 +21,7 @@ import time
 import zipfile
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -100,8 +100,16 @@ class Args:
     """epochs over each batch (K in the paper)"""
     norm_adv: bool = True
     """normalize advantages per minibatch"""
+    policy_objective: Literal["clip", "kl-adaptive", "kl-fixed", "none"] = "clip"
+    """policy surrogate, the paper's Table 1 variants: clip (Eq. 7); kl-adaptive (KL penalty, Eq. 8, beta adapted to kl_target); kl-fixed (Eq. 8, beta = kl_beta); none (unclipped, Eq. 6)"""
     clip_coef: float = 0.2
-    """surrogate clipping coefficient (epsilon in Eq. 7)"""
+    """surrogate clipping coefficient (epsilon in Eq. 7), also the value clipping range; the initial one under adaptive_clip"""
+    adaptive_clip: bool = False
+    """adapt epsilon after each update from its exact KL: /1.5 above 1.5 kl_target, *1.5 below kl_target / 1.5, within [0.02, 0.5] (clip only)"""
+    kl_target: float = 0.01
+    """target KL d_targ of kl-adaptive and adaptive_clip (the paper's 0.01); not target_kl, the early stop"""
+    kl_beta: float = 1.0
+    """KL penalty coefficient beta of Eq. 8: the constant of kl-fixed, the initial value of kl-adaptive (the paper's 1)"""
     clip_vloss: bool = True
     """clip the value loss around the rollout's value estimates"""
     ent_coef: float = 0.01
@@ -144,7 +152,7 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--clip-coef must be positive, got {args.clip_coef}")
     if args.learning_rate <= 0:
         raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
-    for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+    for name in ("ent_coef", "vf_coef", "max_grad_norm", "kl_beta"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
     if args.target_kl is not None and args.target_kl <= 0:
@@ -153,6 +161,10 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
     if args.resume is not None and args.eval_checkpoint is not None:
         raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
+    if args.kl_target <= 0:
+        raise UsageError(f"--kl-target must be positive, got {args.kl_target}")
+    if args.adaptive_clip and args.policy_objective != "clip":
+        raise UsageError(f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {args.policy_objective}")
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches != 0:
         raise UsageError(f"--num-minibatches {args.num_minibatches} does not divide the batch of {args.batch_size} (num_envs * num_steps)")
@@ -237,7 +249,8 @@ class Agent(nn.Module):
         return self.critic(x).squeeze(-1)
 
     def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
-        """Returns action, log pi(action|x), entropy of pi(.|x), V(x); samples the action when none is given.
+        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and the distribution pi(.|x) itself, as its
+        log-probabilities (batch, num_actions); samples the action when none is given.
         The categorical distribution is written out: torch.distributions.Categorical costs more than the MLPs."""
         log_probs = torch.log_softmax(self.actor(x), dim=-1)  # log pi(.|x), (batch, num_actions)
         if action is None and deterministic:
@@ -246,7 +259,12 @@ class Agent(nn.Module):
             action = (log_probs - torch.empty_like(log_probs).exponential_().log()).argmax(dim=-1)
         logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-        return action, logprob, entropy, self.critic(x).squeeze(-1)
+        return action, logprob, entropy, self.critic(x).squeeze(-1), log_probs
+
+    @staticmethod
+    def exact_kl(old_dist: torch.Tensor, new_dist: torch.Tensor) -> torch.Tensor:
+        """KL(pi_old(.|s) || pi_new(.|s)) per state, from two distributions as get_action_and_value returns them."""
+        return categorical_kl(old_dist, new_dist)
 
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
@@ -275,6 +293,47 @@ def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_c
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
     return -torch.min(unclipped, clipped).mean()
+
+
+def surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """Unclipped surrogate L^CPI, Eq. 6, negated: -E[r_t A_t]. Its gradient in log pi(a_t|s_t) is -r_t A_t / N per
+    sample: the policy gradient, importance-weighted; with K epochs and nothing to keep r_t near 1 ("no
+    clipping or penalty" in Table 1)."""
+    return -(ratio * advantages).mean()
+
+
+def kl_penalty_loss(ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, kl_beta: float) -> torch.Tensor:
+    """KL-penalized surrogate L^KLPEN, Eq. 8, negated: -E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]], with the
+    exact KL of each state (`kl`, the same shape as `ratio`)."""
+    return surrogate_loss(ratio, advantages) + kl_beta * kl.mean()
+
+
+def categorical_kl(old_log_probs: torch.Tensor, new_log_probs: torch.Tensor) -> torch.Tensor:
+    """Exact KL(old || new) = sum_a p_old(a) (log p_old(a) - log p_new(a)) of categorical distributions given
+    by their log-probabilities (..., num_actions); returns (...)."""
+    return (old_log_probs.exp() * (old_log_probs - new_log_probs)).sum(dim=-1)
+
+
+def update_kl_beta(kl_beta: float, kl: float, kl_target: float) -> float:
+    """Adaptive KL penalty coefficient (the paper, Section 4): after an update that measured the KL d, halve beta
+    when d < d_targ / 1.5, double it when d > d_targ * 1.5, else keep it; the next update uses the result."""
+    if kl < kl_target / 1.5:
+        return kl_beta / 2.0
+    if kl > kl_target * 1.5:
+        return kl_beta * 2.0
+    return kl_beta
+
+
+def update_clip_coef(clip_coef: float, kl: float, kl_target: float, low: float = 0.02, high: float = 0.5) -> float:
+    """Adaptive clip range (not in the paper: its beta rule turned around for epsilon): after an update that
+    measured the KL d, divide epsilon by 1.5 when d > d_targ * 1.5 (the policy moved too far), multiply it by 1.5
+    when d < d_targ / 1.5, and keep it in [low, high]: below 0.02 the clipped objective barely lets the policy move,
+    and 0.5 is well past the paper's largest setting, 0.3."""
+    if kl > kl_target * 1.5:
+        clip_coef = clip_coef / 1.5
+    elif kl < kl_target / 1.5:
+        clip_coef = clip_coef * 1.5
+    return min(max(clip_coef, low), high)
 
 
 def value_loss(newvalues, oldvalues, returns, clip_coef: float, clip_vloss: bool) -> torch.Tensor:
@@ -488,7 +547,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     episodic_returns = []
     while len(episodic_returns) < episodes:
         with torch.inference_mode():
-            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic)
+            action, _, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
         if "final_info" in infos and "episode" in infos["final_info"]:
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
@@ -573,6 +632,7 @@ def main(args: Args) -> None:
     obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, device=device)  # (num_steps, num_envs, obs_dim)
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    dists = torch.zeros((args.num_steps, args.num_envs, envs.single_action_space.n), device=device)  # the rollout policy's log pi(.|s), for the exact KL
     rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
     dones = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)
     values = torch.zeros((args.num_steps, args.num_envs), device=device)
@@ -585,6 +645,8 @@ def main(args: Args) -> None:
     global_step, start_iteration, last_checkpoint = 0, 0, None
     recent_returns = deque(maxlen=100)
     start_time = time.time()
+    kl_beta = args.kl_beta  # KL penalty coefficient (Eq. 8): adapted after each update under kl-adaptive
+    clip_coef = args.clip_coef  # clip epsilon (Eq. 7): adapted after each update under adaptive_clip
     if checkpoint is not None:
         training = checkpoint["training"]
         agent.load_state_dict(checkpoint["model"])
@@ -602,6 +664,7 @@ def main(args: Args) -> None:
         global_step = training["global_step"]
         start_time -= training["elapsed"]
         recent_returns.extend(training["recent_returns"])
+        kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
         print(f"resumed {run_dir} after iteration {start_iteration}/{args.num_iterations} (step {global_step:,})")
     last_progress = time.time()
 
@@ -628,9 +691,10 @@ def main(args: Args) -> None:
                 global_step += args.num_envs
                 obs[step] = next_obs
                 with torch.inference_mode():
-                    action, logprob, _, value = agent.get_action_and_value(next_obs)
+                    action, logprob, _, value, dist = agent.get_action_and_value(next_obs)
                 actions[step] = action
                 logprobs[step] = logprob
+                dists[step] = dist
                 values[step] = value
 
                 next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
@@ -661,13 +725,14 @@ def main(args: Args) -> None:
             b_obs = obs.reshape((-1,) + obs_shape)
             b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
             b_logprobs = logprobs.reshape(-1)
+            b_dists = dists.reshape((args.batch_size,) + dists.shape[2:])  # the rollout's distributions, (batch_size, ...)
             b_advantages = advantages.reshape(-1)
             b_returns = returns.reshape(-1)
             b_values = values.reshape(-1)
 
             # ---------------- Update: update_epochs epochs of shuffled minibatches ----------------
             # Diagnostics are summed over every minibatch and averaged, not taken from the last minibatch
-            stat_names = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
+            stat_names = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "exact_kl", "clipfrac", "grad_norm")
             stat_totals = torch.zeros(len(stat_names), device=device)
             num_updates = 0
             stop_early = False
@@ -675,16 +740,23 @@ def main(args: Args) -> None:
                 batch_indices = torch.as_tensor(minibatch_rng.permutation(args.batch_size), device=device)  # shuffled minibatches
                 for start in range(0, args.batch_size, args.minibatch_size):
                     mb_inds = batch_indices[start : start + args.minibatch_size]
-                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                    _, newlogprob, entropy, newvalue, newdist = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
                     logratio = newlogprob - b_logprobs[mb_inds]
                     ratio = logratio.exp()  # probability ratio r_t(theta), Eq. 6
+                    exact_kl = agent.exact_kl(b_dists[mb_inds], newdist)  # KL[pi_old(.|s), pi(.|s)] per state, exact
 
                     mb_advantages = b_advantages[mb_inds]
                     if args.norm_adv:  # per-minibatch advantage normalization
                         mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
 
-                    pg_loss = clipped_surrogate_loss(ratio, mb_advantages, args.clip_coef)  # clipped surrogate, Eq. 7
-                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)  # value loss L^VF (Eq. 9), clipped if clip_vloss
+                    if args.policy_objective == "clip":
+                        pg_loss = clipped_surrogate_loss(ratio, mb_advantages, clip_coef)  # clipped surrogate, Eq. 7
+                    elif args.policy_objective == "none":
+                        pg_loss = surrogate_loss(ratio, mb_advantages)  # unclipped surrogate L^CPI, Eq. 6: no trust region
+                    else:  # kl-adaptive, kl-fixed
+                        pg_loss = kl_penalty_loss(ratio, mb_advantages, exact_kl, kl_beta)  # KL-penalized surrogate, Eq. 8
+                    # value loss L^VF (Eq. 9), clipped if clip_vloss: with the current epsilon, adapted or not, whatever the objective
+                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], clip_coef, args.clip_vloss)
                     entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
 
@@ -695,25 +767,35 @@ def main(args: Args) -> None:
 
                     with torch.no_grad():
                         old_approx_kl, approx_kl = kl_estimators(logratio)
-                        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
-                        stat_totals += torch.stack((pg_loss, v_loss, entropy_loss, old_approx_kl, approx_kl, clipfrac, grad_norm))
+                        clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()  # against the current epsilon
+                        stat_totals += torch.stack((pg_loss, v_loss, entropy_loss, old_approx_kl, approx_kl, exact_kl.mean(), clipfrac, grad_norm))
                     num_updates += 1
                     if args.target_kl is not None and approx_kl.item() > args.target_kl:  # KL early stop, per minibatch
                         stop_early = True
                         break
                 if stop_early:
                     break
-
-            # ---------------- Logging ----------------
-            stat_means = (stat_totals / num_updates).tolist()
-            for name, mean in zip(stat_names, stat_means):
+            stat_means = dict(zip(stat_names, (stat_totals / num_updates).tolist()))
+            for name, mean in stat_means.items():
                 if not math.isfinite(mean):  # a NaN or infinite loss or gradient: stop before it reaches the envs or a checkpoint
                     kept = f"the last checkpoint, {checkpoint_path} (iteration {last_checkpoint}), is kept" if last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
                     raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
+
+            # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
+            # update: the mean of its minibatches' mean KLs, each taken before that minibatch's step (the paper takes
+            # d once, after the update)
+            if args.policy_objective == "kl-adaptive":
+                kl_beta = update_kl_beta(kl_beta, stat_means["exact_kl"], args.kl_target)
+            if args.adaptive_clip:
+                clip_coef = update_clip_coef(clip_coef, stat_means["exact_kl"], args.kl_target)
+
+            # ---------------- Logging ----------------
             sps = int(global_step / (time.time() - start_time))
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            for name, mean in zip(stat_names, stat_means):
+            for name, mean in stat_means.items():
                 writer.add_scalar(f"losses/{name}", mean, global_step)
+            writer.add_scalar("charts/kl_beta", kl_beta, global_step)  # beta and epsilon after adaptation: the next update's
+            writer.add_scalar("charts/clip_coef", clip_coef, global_step)
             writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
             writer.add_scalar("charts/update_epochs_done", num_updates / args.num_minibatches, global_step)
             writer.add_scalar("charts/SPS", sps, global_step)
@@ -736,6 +818,8 @@ def main(args: Args) -> None:
                     "envs": env_state(envs),
                     "next_obs": next_obs,
                     "recent_returns": list(recent_returns),
+                    "kl_beta": kl_beta,  # the adapted penalty coefficient and clip range
+                    "clip_coef": clip_coef,
                     "wandb_id": wandb_id,
                 }
                 normalizer_states = {name: normalizer.state_dict() if normalizer is not None else None for name, normalizer in normalizers.items()}

@@ -15,4 +15,5 @@ Modules, one job each:
     tables     the markdown and CSV tables
     plots      learning curves and training diagnostics (PNG)
     report     the command line: `python -m benchmark.report --runs DIR --out DIR`
+    ablations  the PPO paper's Table 1 on our scripts: `python -m benchmark.ablations --runs DIR --out DIR`
 """

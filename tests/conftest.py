@@ -36,7 +36,7 @@ def read_scalars(run_dir) -> dict:
 EXPECTED_KEYS = [
     "charts/episodic_return", "charts/episodic_length", "charts/learning_rate", "charts/SPS",
     "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losses/approx_kl",
-    "losses/clipfrac", "losses/explained_variance", "losses/grad_norm",
+    "losses/clipfrac", "losses/explained_variance", "losses/grad_norm", "losses/exact_kl", "charts/kl_beta", "charts/clip_coef",
 ]  # fmt: skip
 
 # Bad arguments every script rejects the same way (check_args is one of the blocks they share).
@@ -47,6 +47,9 @@ ARGUMENT_CHECKS = [
     (("--clip-coef", "0"), "--clip-coef must be positive"),
     (("--gamma", "1.5"), "--gamma must be in [0, 1]"),
     (("--gae-lambda", "-0.1"), "--gae-lambda must be in [0, 1]"),
+    (("--kl-target", "0"), "--kl-target must be positive"),
+    (("--kl-beta", "-1"), "--kl-beta must be non-negative"),
+    (("--policy-objective", "kl-fixed", "--adaptive-clip"), "--adaptive-clip adapts the clip range of --policy-objective clip"),
     (("--total-timesteps", "100"), "less than one batch"),
     (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
 ]

@@ -181,8 +181,8 @@ def test_nature_cnn_shapes_scaling_and_init():
     torch.manual_seed(0)
     agent = ppo_atari.Agent(num_actions=6)
     frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
-    action, logprob, entropy, value = agent.get_action_and_value(frames)
-    assert action.shape == logprob.shape == entropy.shape == value.shape == (5,)
+    action, logprob, entropy, value, dist = agent.get_action_and_value(frames)
+    assert action.shape == logprob.shape == entropy.shape == value.shape == (5,) and dist.shape == (5, 6)
     assert action.dtype == torch.long and agent.hidden(frames).shape == (5, 512)
     torch.testing.assert_close(value, agent.get_value(frames))
 
@@ -193,6 +193,7 @@ def test_nature_cnn_shapes_scaling_and_init():
     torch.testing.assert_close(agent.hidden(frames), x)
     torch.testing.assert_close(value, agent.critic(x).squeeze(-1))
     log_probs = torch.log_softmax(agent.actor(x), -1)
+    torch.testing.assert_close(dist, log_probs)
     torch.testing.assert_close(logprob, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1))
     torch.testing.assert_close(entropy, torch.distributions.Categorical(logits=agent.actor(x)).entropy())
 
@@ -283,6 +284,8 @@ BAD_INPUTS = [
     (("--num-envs", "0"), "--num-envs must be positive"),
     (("--clip-coef", "0"), "--clip-coef must be positive"),
     (("--gamma", "1.5"), "--gamma must be in [0, 1]"),
+    (("--kl-target", "-0.01"), "--kl-target must be positive"),
+    (("--policy-objective", "none", "--adaptive-clip"), "not of none"),
     (("--total-timesteps", "100"), "less than one batch"),
     (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
 ]

@@ -38,13 +38,15 @@ def test_gaussian_logprob_and_entropy_match_torch_normal():
     agent = sharp_agent(obs_dim=4, action_dim=3)
     obs, actions = torch.randn(8, 4), torch.randn(8, 3) * 2
     reference = torch.distributions.Normal(agent.actor(obs), agent.actor_logstd.exp())  # independent dimensions
-    _, logprob, entropy, value = agent.get_action_and_value(obs, actions)
+    _, logprob, entropy, value, dist = agent.get_action_and_value(obs, actions)
+    torch.testing.assert_close(dist[:, 0], reference.mean)  # the whole distribution: mean and log std, stacked
+    torch.testing.assert_close(dist[:, 1], reference.scale.log().expand(8, 3))
     torch.testing.assert_close(logprob, reference.log_prob(actions).sum(-1))  # summed over action dimensions
     torch.testing.assert_close(entropy, reference.entropy().sum(-1))
     closed_form = (0.5 * math.log(2 * math.pi * math.e) + agent.actor_logstd).sum().expand(8)  # sum of log(sigma sqrt(2 pi e))
     torch.testing.assert_close(entropy, closed_form)
     torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
-    mean_action, _, _, _ = agent.get_action_and_value(obs, deterministic=True)
+    mean_action, _, _, _, _ = agent.get_action_and_value(obs, deterministic=True)
     torch.testing.assert_close(mean_action, agent.actor(obs))
     assert agent.actor_logstd.shape == (3,)
 
@@ -60,7 +62,7 @@ def test_sampled_actions_follow_the_policy():
     agent = sharp_agent(obs_dim=2, action_dim=3)
     obs = torch.tensor([[0.3, -0.7]]).expand(200_000, 2)
     with torch.inference_mode():
-        actions, logprobs, _, _ = agent.get_action_and_value(obs)
+        actions, logprobs, _, _, _ = agent.get_action_and_value(obs)
     mean, std = agent.actor(obs[:1])[0].detach(), agent.actor_logstd.exp().detach()
     assert mean.abs().max() > 0.3  # the mean is not trivially 0
     torch.testing.assert_close(actions.mean(0), mean, atol=4 * std.max().item() / math.sqrt(200_000), rtol=0)
@@ -180,6 +182,7 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
     scalars = read_scalars(tmp_path / "run")
     assert [value for _, value in scalars["losses/approx_kl"]] == [0.0, 0.0]
     assert [value for _, value in scalars["losses/clipfrac"]] == [0.0, 0.0]
+    assert [value for _, value in scalars["losses/exact_kl"]] == [0.0, 0.0]  # against the stored mean and log std
 
     payload = ppo_continuous.load_model(str(tmp_path / "run"))
     if normalize:
@@ -230,6 +233,10 @@ def test_tensorboard_events_hold_every_key(tmp_path):
         assert all(math.isfinite(value) for _, value in scalars[key]), key
     iteration_steps = [step for step, _ in scalars["losses/policy_loss"]]
     assert iteration_steps == [128 * i for i in range(1, 9)]  # one point per iteration, against global_step
+    # the default objective, clip: epsilon and beta stay at their arguments' values
+    assert [value for _, value in scalars["charts/clip_coef"]] == pytest.approx([0.2] * 8)
+    assert [value for _, value in scalars["charts/kl_beta"]] == [1.0] * 8
+    assert all(value >= 0 for _, value in scalars["losses/exact_kl"]) and max(value for _, value in scalars["losses/exact_kl"]) > 0
     learning_rates = [value for _, value in scalars["charts/learning_rate"]]
     assert learning_rates[0] == pytest.approx(3e-4) and learning_rates[-1] == pytest.approx(3e-4 / 8)
     # Entropy of the initial unit Gaussian in Pendulum's one action dimension, log(sqrt(2 pi e)) = 1.419

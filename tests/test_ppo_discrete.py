@@ -137,11 +137,12 @@ def test_agent_distribution_matches_torch_categorical():
     obs = torch.randn(6, 3)
     reference = torch.distributions.Categorical(logits=agent.actor(obs))
     actions = torch.randint(0, 4, (6,))
-    _, logprob, entropy, value = agent.get_action_and_value(obs, actions)
+    _, logprob, entropy, value, dist = agent.get_action_and_value(obs, actions)
+    torch.testing.assert_close(dist, reference.logits)  # the whole distribution, as normalized log-probabilities
     torch.testing.assert_close(logprob, reference.log_prob(actions))
     torch.testing.assert_close(entropy, reference.entropy())
     torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
-    greedy, _, _, _ = agent.get_action_and_value(obs, deterministic=True)
+    greedy, _, _, _, _ = agent.get_action_and_value(obs, deterministic=True)
     torch.testing.assert_close(greedy, reference.probs.argmax(-1))
 
 
@@ -151,7 +152,7 @@ def test_sampled_actions_follow_the_policy():
     with torch.no_grad():
         agent.actor[-1].weight.mul_(200.0)
     obs = torch.tensor([[0.3, -0.7]]).expand(100_000, 2)
-    actions, logprobs, _, _ = agent.get_action_and_value(obs)
+    actions, logprobs, _, _, _ = agent.get_action_and_value(obs)
     probs = torch.softmax(agent.actor(obs[:1]), -1)[0]
     frequencies = torch.bincount(actions, minlength=3).double() / len(actions)
     assert probs.min() > 0.05  # all three actions matter
@@ -202,6 +203,10 @@ def test_tensorboard_events_hold_every_key(tmp_path):
         assert all(math.isfinite(value) for _, value in scalars[key]), key
     iteration_steps = [step for step, _ in scalars["losses/policy_loss"]]
     assert iteration_steps == [128 * i for i in range(1, 9)]  # one point per iteration, against global_step
+    # the default objective, clip: epsilon and beta stay at their arguments' values
+    assert [value for _, value in scalars["charts/clip_coef"]] == pytest.approx([0.2] * 8)
+    assert [value for _, value in scalars["charts/kl_beta"]] == [1.0] * 8
+    assert all(value >= 0 for _, value in scalars["losses/exact_kl"]) and max(value for _, value in scalars["losses/exact_kl"]) > 0
     learning_rates = [value for _, value in scalars["charts/learning_rate"]]
     assert learning_rates[0] == pytest.approx(2.5e-4) and learning_rates == sorted(learning_rates, reverse=True)
     assert learning_rates[-1] == pytest.approx(2.5e-4 / 8)  # linear annealing: the last update uses 1/N of it
