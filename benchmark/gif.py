@@ -22,7 +22,10 @@ def make_gif(video: Path, gif: Path, width: int, fps: int, seconds: float) -> in
         tmp = gif.with_name(gif.name + ".tmp.gif")
         clip.write_gif(str(tmp), fps=fps, logger=None)
         tmp.replace(gif)  # atomic: a half-written GIF never replaces a good one
-        return int(round(clip.duration * fps))
+    from PIL import Image
+
+    with Image.open(gif) as image:  # the GIF writer merges identical consecutive frames
+        return image.n_frames
 
 
 def main(argv=None) -> int:

@@ -337,3 +337,28 @@ def test_resume_args_merge_rules():
     assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved).num_envs == 8  # the same value is fine
     with pytest.raises(ppo_discrete.UsageError, match="--seed 4 differs from the checkpoint's 3"):
         ppo_discrete.resume_args(ppo_discrete.Args(resume="x", seed=4), saved)
+
+
+def test_gif_recipe_commands_parse():
+    """docs/gifs/make_gifs.sh lists the commands behind the README's GIFs: each script line parses, each GIF
+    is made from a video the evaluation before it records, of a model the training before it saves."""
+    import shlex
+
+    from tests.benchmark_fixtures import parse_script_args
+
+    text = (REPO / "docs" / "gifs" / "make_gifs.sh").read_text()
+    lines = [shlex.split(line.replace('"$RUNS', '"RUNS')) for line in text.splitlines() if line.startswith("python ")]
+    trained, evaluated, gifs = set(), set(), []
+    for words in lines:
+        if words[1] == "-m":
+            assert words[2] == "benchmark.gif" and os.path.dirname(os.path.dirname(words[3])) in evaluated
+            gifs.append(words[4])
+            continue
+        args = parse_script_args(words[1], words[2:])
+        if args.eval_checkpoint is None:
+            assert args.save_model
+            trained.add(os.path.join(args.output_dir, args.run_name))
+        else:
+            assert args.capture_video and os.path.dirname(args.eval_checkpoint) in trained
+            evaluated.add(os.path.dirname(args.eval_checkpoint))
+    assert sorted(gifs) == ["docs/gifs/breakout.gif", "docs/gifs/cartpole.gif", "docs/gifs/pendulum.gif"]
