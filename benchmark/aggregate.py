@@ -59,7 +59,7 @@ class IncompleteRun:
     script: str
     env_id: str
     seed: int
-    state: str  # "failed" or "no result"
+    state: str  # "failed", "interrupted" or "no result"
     reason: str
 
 
@@ -109,7 +109,7 @@ def summarize_run(run_dir: Path, spec: RunSpec, result: Optional[RunResult], swe
         total_steps=int(max((int(s.steps.max()) for s in scalars.values() if len(s)), default=0)),
         sps_median=_median(sps),
         sps_final=float(sps.values[-1]) if sps is not None and len(sps) else float("nan"),
-        wall_time_s=result.wall_time_s if result else None,
+        wall_time_s=result.run_wall_time_s if result else None,  # a resumed run's summed over its attempts
         peak_rss_mb=result.peak_rss_mb if result else None,
         returns=returns,
         diagnostics={tag: scalars[tag] for tag in DIAGNOSTIC_TAGS if tag in scalars},
@@ -127,7 +127,7 @@ def load_sweep(sweep_dir: Path) -> tuple[list[RunSummary], list[IncompleteRun]]:
         if result is not None and result.complete:
             complete.append(summarize_run(layout.run_dir(spec.name), spec, result, str(sweep_dir)))
         else:
-            state, reason = ("failed", result.reason) if result else ("no result", "not run, still running, or killed")
+            state, reason = (result.status, result.reason) if result else ("no result", "not run, still running, or killed")
             incomplete.append(IncompleteRun(str(sweep_dir), spec.name, spec.script_stem, spec.env_id, spec.seed, state, reason))
     return complete, incomplete
 

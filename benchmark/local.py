@@ -2,22 +2,28 @@
 
 One loop in one thread starts runs, reaps the ones that exit (os.wait4, so each run's own peak memory is
 known) and prints a line whenever a run starts or ends, plus a summary line every `progress_interval`
-seconds. A failed run is recorded and the others go on. Ctrl-C or SIGTERM stops the running scripts,
-records them as failed ("interrupted") and returns; the next invocation reruns them.
+seconds. A failed run is recorded and the others go on.
+
+Ctrl-C or SIGTERM to the sweep stops it: no new run starts, and each running script, which runs in its own
+session so that only this runner signals it, gets one SIGTERM or SIGINT (benchmark.run_one.forward_stop),
+finishes its iteration, writes its checkpoint and exits; each is recorded as interrupted, and the next
+invocation resumes them. A second Ctrl-C stops the scripts at once (they keep their last checkpoint), a third
+kills them. A script stopped on its own (e.g. `kill SCRIPT_PID`) is recorded as interrupted and the sweep
+goes on.
 """
 
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, TextIO
+from typing import Sequence, TextIO
 
 from benchmark import run_one
 from benchmark.manifest import Manifest, SweepLayout
-from benchmark.results import RunResult, read_result
+from benchmark.results import INTERRUPTED, RunResult, read_result
 
-POLL_SECONDS = 0.2
-STOP_GRACE_SECONDS = 10.0
+POLL_SECONDS = run_one.POLL_SECONDS
+STOP_TIMEOUT_S = 600.0  # after a stop request, scripts still running this long later are killed
 
 
 @dataclass
@@ -25,29 +31,23 @@ class Progress:
     total: int
     skipped: int = 0  # already complete, or running in another process
     complete: int = 0
+    interrupted: int = 0
     failed: int = 0
     running: int = 0
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @property
     def pending(self) -> int:
-        return self.total - self.skipped - self.complete - self.failed - self.running
+        return self.total - self.skipped - self.complete - self.interrupted - self.failed - self.running
 
     def line(self) -> str:
         elapsed = int(time.monotonic() - self.started_monotonic)
-        done = self.skipped + self.complete + self.failed
+        done = self.skipped + self.complete + self.interrupted + self.failed
+        interrupted = f", interrupted {self.interrupted}" if self.interrupted else ""
         return (
             f"[{elapsed // 3600}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}] done {done}/{self.total} "
-            f"(complete {self.complete}, failed {self.failed}, skipped {self.skipped}) | running {self.running} | pending {self.pending}"
+            f"(complete {self.complete}{interrupted}, failed {self.failed}, skipped {self.skipped}) | running {self.running} | pending {self.pending}"
         )
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _raise_interrupted(signum: int, _frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def run_local(
@@ -58,7 +58,8 @@ def run_local(
     progress_interval: float = 30.0,
     out: TextIO = sys.stdout,
 ) -> list[RunResult]:
-    """Run the runs at `indices` that are not complete; returns the results of the attempts made here."""
+    """Run the runs at `indices` that are not complete; returns the results of the attempts made here.
+    Raises KeyboardInterrupt after a stop request (SIGINT or SIGTERM), once the running scripts have exited."""
     progress = Progress(total=len(indices))
     todo = []
     for index in indices:
@@ -72,62 +73,68 @@ def run_local(
 
     results: list[RunResult] = []
     running: list[run_one.Attempt] = []
+    stop_signals: list[int] = []  # SIGINT and SIGTERM received by this runner
+
+    def on_signal(signum: int, _frame) -> None:  # only records: the loop below acts on it
+        stop_signals.append(signum)
+
+    def report(result: RunResult) -> None:
+        results.append(result)
+        if result.complete:
+            progress.complete += 1
+            print(f"finished {result.name}: complete in {result.wall_time_s:.1f} s{' (resumed)' if result.resumed else ''} | {progress.line()}", file=out, flush=True)
+        elif result.status == INTERRUPTED:
+            progress.interrupted += 1
+            print(f"interrupted {result.name}: {result.reason} | {progress.line()}", file=out, flush=True)
+        else:
+            progress.failed += 1
+            print(f"FAILED {result.name}: {result.reason} (log: {layout.root / result.log}) | {progress.line()}", file=out, flush=True)
+
     last_progress = time.monotonic()
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+    announced = 0  # stop signals announced so far
+    previous_handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while todo or running:
-            while todo and len(running) < workers:
+        while (todo and not stop_signals) or running:
+            while todo and len(running) < workers and not stop_signals:
                 spec = todo.pop(0)
                 try:
-                    attempt = run_one.start(manifest, layout, spec)
+                    attempt = run_one.start(manifest, layout, spec, own_session=True)
                 except run_one.RunBusy:
                     progress.skipped += 1
                     print(f"skipped {spec.name}: an attempt is running in another process", file=out, flush=True)
                     continue
                 running.append(attempt)
                 progress.running += 1
-                print(f"started {spec.name} (attempt {attempt.number})", file=out, flush=True)
+                resumed = f", resuming from its {run_one.CHECKPOINT_NAME}" if attempt.resumed else ""
+                print(f"started {spec.name} (attempt {attempt.number}{resumed})", file=out, flush=True)
             time.sleep(POLL_SECONDS)
+            if len(stop_signals) > announced:
+                announced = len(stop_signals)
+                name = signal.Signals(stop_signals[-1]).name
+                what = ("stop after their iteration with a checkpoint (signal again to stop them at once)", "stop at once, keeping their last checkpoint (signal again to kill them)", "are killed")[min(announced, 3) - 1]
+                print(f"{name}: stopping; {len(running)} running scripts {what}; {len(todo)} runs not started", file=out, flush=True)
+                todo.clear()
             for attempt in list(running):
+                for signum in stop_signals[len(attempt.received) :]:  # pass the runner's signals on (forward_stop decides)
+                    run_one.request_stop(attempt, signum)
+                run_one.forward_stop(attempt)
                 result = run_one.poll(layout, attempt)
                 if result is None:
+                    if attempt.received and time.monotonic() - attempt.received_at > STOP_TIMEOUT_S and signal.SIGKILL not in attempt.sent:
+                        attempt.sent.append(signal.SIGKILL)
+                        run_one.send_signal(attempt, signal.SIGKILL)
                     continue
                 running.remove(attempt)
                 progress.running -= 1
-                results.append(result)
-                if result.complete:
-                    progress.complete += 1
-                    print(f"finished {result.name}: complete in {result.wall_time_s:.1f} s | {progress.line()}", file=out, flush=True)
-                else:
-                    progress.failed += 1
-                    print(f"FAILED {result.name}: {result.reason} (log: {layout.root / result.log}) | {progress.line()}", file=out, flush=True)
+                report(result)
             if time.monotonic() - last_progress >= progress_interval:
                 last_progress = time.monotonic()
                 print(progress.line(), file=out, flush=True)
-    except (KeyboardInterrupt, Interrupted) as interruption:
-        print(f"interrupted ({interruption or 'SIGINT'}): stopping {len(running)} running scripts", file=out, flush=True)
-        results.extend(_stop_all(layout, running))
-        raise KeyboardInterrupt from None
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    if stop_signals:
+        print(f"stopped by {signal.Signals(stop_signals[0]).name}: {progress.line()}", file=out, flush=True)
+        raise KeyboardInterrupt
     print(f"sweep finished: {progress.line()}", file=out, flush=True)
-    return results
-
-
-def _stop_all(layout: SweepLayout, running: list[run_one.Attempt]) -> list[RunResult]:
-    """SIGTERM every running script (SIGKILL after a grace period) and record each as failed."""
-    for attempt in running:
-        run_one.send_signal(attempt, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    results = []
-    for attempt in running:
-        result: Optional[RunResult] = None
-        while result is None:
-            result = run_one.poll(layout, attempt)
-            if result is None and time.monotonic() > deadline:
-                run_one.send_signal(attempt, signal.SIGKILL)
-                result = run_one.wait(layout, attempt)
-            elif result is None:
-                time.sleep(POLL_SECONDS)
-        results.append(result)
     return results

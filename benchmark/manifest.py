@@ -3,8 +3,8 @@
 A sweep directory holds:
 
     manifest.json         the runs (written when the sweep is created or extended; read by every runner)
-    runs/NAME/            the script's --output-dir/--run-name: TensorBoard events
-    runs/NAME.failed-N/   run directories of earlier attempts, moved aside, never deleted
+    runs/NAME/            the script's --output-dir/--run-name: TensorBoard events, checkpoint.pt
+    runs/NAME.failed-N/   run directories of earlier attempts that left no checkpoint, moved aside, never deleted
     logs/NAME.log         the run's stdout and stderr, every attempt appended under a header line
     results/NAME.json     the run's result, written atomically once its process has exited
     slurm/                sbatch output files and submissions.json (Slurm backend)
@@ -12,6 +12,9 @@ A sweep directory holds:
 The run name depends only on the script, the env id and the seed, so running the same sweep again finds
 its earlier runs. Extra arguments are part of a run's identity: extending a sweep with the same names but
 different extra arguments is refused rather than silently mixing two experiments under one name.
+
+An attempt that finds runs/NAME with a checkpoint.pt (left by an interrupted, preempted or killed attempt)
+resumes it with the script's --resume instead of starting over.
 """
 
 import itertools
@@ -28,7 +31,7 @@ MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 # Flags the runner sets itself; an extra argument that also sets one would silently fight it.
-MANAGED_FLAGS = ("env-id", "seed", "output-dir", "run-name", "torch-threads")
+MANAGED_FLAGS = ("env-id", "seed", "output-dir", "run-name", "torch-threads", "checkpoint-every", "resume")
 
 
 class SweepError(Exception):
@@ -49,15 +52,19 @@ class RunSpec:
     def script_stem(self) -> str:
         return Path(self.script).stem
 
-    def command(self, python: str, output_dir: Path, threads: int) -> list[str]:
-        """The run's argument list (no shell is involved anywhere)."""
+    def command(self, python: str, output_dir: Path, threads: int, checkpoint_every: int = 0, resume: bool = False) -> list[str]:
+        """The run's argument list (no shell is involved anywhere). With `resume`, the script continues the run
+        directory output_dir/NAME from its checkpoint.pt: --resume takes the place of --output-dir/--run-name
+        (the script takes the run directory from the checkpoint's location, so a sweep directory that was moved
+        still resumes), and the other arguments stay, so the script refuses a checkpoint of another run."""
+        location = ["--resume", str(output_dir / self.name)] if resume else ["--output-dir", str(output_dir), "--run-name", self.name]
         return [
             python, self.script,
             "--env-id", self.env_id,
             "--seed", str(self.seed),
-            "--output-dir", str(output_dir),
-            "--run-name", self.name,
+            *location,
             "--torch-threads", str(threads),
+            *(["--checkpoint-every", str(checkpoint_every)] if checkpoint_every else []),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -112,6 +119,7 @@ class Manifest:
     threads_per_run: int
     runs: list[RunSpec] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    checkpoint_every: int = 0  # the scripts' --checkpoint-every (0: a checkpoint only when stopped by a signal)
 
     def to_json(self) -> dict:
         return {
@@ -120,6 +128,7 @@ class Manifest:
             "workdir": self.workdir,
             "python": self.python,
             "threads_per_run": self.threads_per_run,
+            "checkpoint_every": self.checkpoint_every,
             "runs": [run.to_json() for run in self.runs],
         }
 
@@ -133,6 +142,7 @@ class Manifest:
             threads_per_run=int(data["threads_per_run"]),
             runs=[RunSpec.from_json(run) for run in data["runs"]],
             created=data["created"],
+            checkpoint_every=int(data.get("checkpoint_every", 0)),  # absent from manifests written before checkpoints
         )
 
     def index_of(self, name: str) -> int:
@@ -201,14 +211,18 @@ def save_manifest(layout: SweepLayout, manifest: Manifest) -> None:
     write_json_atomic(layout.manifest, manifest.to_json())
 
 
-def create_or_extend(layout: SweepLayout, runs: Sequence[RunSpec], threads_per_run: int, workdir: Path, python: Optional[str] = None) -> tuple[Manifest, list[int]]:
+def create_or_extend(
+    layout: SweepLayout, runs: Sequence[RunSpec], threads_per_run: int, workdir: Path, python: Optional[str] = None, checkpoint_every: int = 0
+) -> tuple[Manifest, list[int]]:
     """Write the manifest for `runs` (merging into an existing sweep); returns it and the runs' indices.
-    The interpreter, working directory and thread count are those of this invocation."""
+    The interpreter, working directory, thread count and checkpoint interval are those of this invocation
+    (none of them is part of a run's identity)."""
     if layout.manifest.exists():
         manifest = load_manifest(layout)
         manifest.workdir, manifest.python, manifest.threads_per_run = str(workdir), python or sys.executable, threads_per_run
+        manifest.checkpoint_every = checkpoint_every
     else:
-        manifest = Manifest(workdir=str(workdir), python=python or sys.executable, threads_per_run=threads_per_run)
+        manifest = Manifest(workdir=str(workdir), python=python or sys.executable, threads_per_run=threads_per_run, checkpoint_every=checkpoint_every)
     indices = manifest.extend(runs)
     layout.make_dirs()
     save_manifest(layout, manifest)

@@ -2,31 +2,68 @@
 
     python -m benchmark.run_one SWEEP_DIR_OR_MANIFEST INDEX
 
-An attempt: take the run's lock (so two runners never run it at once), move a run directory left by an
-earlier attempt aside to NAME.failed-N (the scripts refuse an existing run directory, and its data is kept),
-start the script with its output appended to logs/NAME.log, and once the process has exited write
-results/NAME.json atomically with its exit code, wall time, peak memory and the tail of its log.
+An attempt: take the run's lock (so two runners never run it at once); if an earlier attempt left a run
+directory with a checkpoint.pt, resume it (the script's --resume), else move a leftover run directory aside to
+NAME.failed-N (the scripts refuse an existing run directory, and its data is kept); start the script with its
+output appended to logs/NAME.log, and once the process has exited write results/NAME.json atomically with its
+status (complete, interrupted or failed), exit code, wall time, peak memory and the tail of its log.
+
+Stopping. The scripts stop cleanly on SIGTERM or SIGINT: they finish the iteration in progress, write
+checkpoint.pt and exit with 128 + the signal number; a second signal stops them at once. The runner must
+therefore see that the script gets exactly one signal, whether the signal reached the runner only (Ctrl-C of
+a local sweep, `kill RUNNER`, Slurm's --signal=B:TERM@N or `scancel --batch`) or the runner and the script
+both (a Slurm job's cancel, requeue, preemption or time limit signals every process of the job; Ctrl-C in a
+terminal signals the whole foreground process group). On a signal the runner waits FORWARD_DELAY_S, then
+sends the same signal to the script unless the script has already said on its output that it is stopping
+(STOP_NOTICE), so it never turns one stop into two. Where the script runs:
+  - local backend: in its own session (start_new_session), so a terminal's Ctrl-C or a signal to the sweep's
+    process group reaches only the runner, which forwards it; a second signal to the runner is forwarded at
+    once (stop now), a third kills the scripts.
+  - Slurm array task (`main`): in the runner's process group, as Slurm expects (proctrack/pgid tracks a job's
+    processes by process group; a new session would escape it), so job-wide signals reach both and only
+    batch-shell-only signals are forwarded. Further signals are not forwarded: they reach the script directly.
+When a Slurm task was stopped by the time-limit warning (--signal=B:TERM@GRACE, see benchmark/slurm.py) after
+it made progress, it requeues itself (`scontrol requeue`), and the requeued task resumes from the checkpoint.
 """
 
 import argparse
 import fcntl
 import os
+import re
 import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from benchmark import slurm
 from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, load_manifest
-from benchmark.results import COMPLETE, FAILED, RunResult, read_result, utc_now, write_result
+from benchmark.results import COMPLETE, FAILED, INTERRUPTED, RunResult, read_result, utc_now, write_result
 
 LOG_TAIL_LINES = 30
 LOG_TAIL_CHARS = 6000
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+CHECKPOINT_NAME = "checkpoint.pt"
+POLL_SECONDS = 0.2
+# How long a signal to the runner waits before it is forwarded: long enough for a script that got the same
+# signal directly to print STOP_NOTICE (its handler runs between two Python bytecodes of its main thread).
+FORWARD_DELAY_S = 2.0
+# What the scripts print on stderr, from their signal handler, when a SIGINT or SIGTERM reaches them.
+STOP_NOTICE = "stopping with a checkpoint after this iteration"
+# What they print when they stop: "stopped by SIGTERM after iteration 31/156 (step 3,968), checkpoint ...",
+# and when they resume: "resumed RUN_DIR after iteration 31/156 (step 3,968)".
+STOPPED_LINE = re.compile(r"^stopped by (SIG[A-Z]+) after iteration (\d+)/(\d+) \(step ([\d,]+)\)", re.MULTILINE)
+RESUMED_LINE = re.compile(r"^resumed .* after iteration (\d+)/(\d+) \(step ([\d,]+)\)", re.MULTILINE)
+ATTEMPT_HEADER = re.compile(rb"^===== attempt (\d+) of ", re.MULTILINE)
+# Exit codes of a script stopped by SIGTERM or SIGINT: its own clean stop (128 + signal), or the signal's
+# default action when it arrived before the script installed its handler.
+STOP_EXIT_CODES = {128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT}
+# Slurm sends --signal's signal up to 60 s earlier than asked ("resolution of event handling").
+SLURM_SIGNAL_EARLY_S = 60
 
 
 class RunBusy(Exception):
@@ -46,6 +83,16 @@ class Attempt:
     log_offset: int  # where this attempt's output starts in the log
     started_at: str
     started_monotonic: float
+    resumed: bool = False  # started with --resume on the run directory's checkpoint
+    own_session: bool = False  # the script runs in its own session: signals reach it only through the runner
+    previous: Optional[RunResult] = None  # the run's result before this attempt
+    # Stopping (see the module docstring): signals the runner received, and those it sent to the script
+    received: list[int] = field(default_factory=list)
+    received_at: Optional[float] = None  # time.monotonic() of the first
+    received_wall: Optional[float] = None  # time.time() of the first
+    first_handled: bool = False  # the first received signal has been forwarded, or found to have reached the script
+    second_sent: bool = False  # own session: a second signal has been sent (the script stops at once)
+    sent: list[int] = field(default_factory=list)
 
 
 def try_lock(path: Path) -> Optional[int]:
@@ -82,6 +129,15 @@ def move_aside(run_dir: Path) -> Optional[Path]:
     raise SweepError(f"too many earlier attempts of {run_dir}")
 
 
+def logged_attempts(log_path: Path) -> int:
+    """The highest attempt number in the run's log headers (0 without a log). An attempt killed before it
+    could write a result still wrote its header, so this counts it."""
+    if not log_path.is_file():
+        return 0
+    numbers = [int(match.group(1)) for match in ATTEMPT_HEADER.finditer(log_path.read_bytes())]
+    return max(numbers, default=0)
+
+
 def child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update({name: str(threads) for name in THREAD_ENV_VARS})
@@ -89,23 +145,28 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec) -> Attempt:
-    """Start an attempt of `spec`. Raises RunBusy when another attempt is in progress."""
+def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec, own_session: bool = False) -> Attempt:
+    """Start an attempt of `spec`; with `own_session`, the script runs in a new session (see the module
+    docstring). Raises RunBusy when another attempt is in progress."""
     lock_fd = try_lock(layout.lock(spec.name))
     if lock_fd is None:
         raise RunBusy(spec.name)
     try:
-        moved = move_aside(layout.run_dir(spec.name))
+        run_dir = layout.run_dir(spec.name)
+        resume = (run_dir / CHECKPOINT_NAME).is_file()
+        moved = None if resume else move_aside(run_dir)
         previous = read_result(layout, spec.name)
         earlier = len(list(layout.runs_dir.glob(f"{spec.name}.failed-*")))
-        number = 1 + max(previous.attempt if previous else 0, earlier)
-        command = spec.command(manifest.python, layout.runs_dir, manifest.threads_per_run)
-        layout.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = layout.log(spec.name)
+        number = 1 + max(previous.attempt if previous else 0, earlier, logged_attempts(log_path))
+        command = spec.command(manifest.python, layout.runs_dir, manifest.threads_per_run, manifest.checkpoint_every, resume=resume)
+        layout.logs_dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             header = f"===== attempt {number} of {spec.name}, started {utc_now()} on {socket.gethostname()}\n"
             if moved is not None:
-                header += f"===== moved the run directory of an unfinished attempt to {moved.name}\n"
+                header += f"===== moved the run directory of an unfinished attempt (no {CHECKPOINT_NAME}) to {moved.name}\n"
+            if resume:
+                header += f"===== resuming the run directory of an unfinished attempt from its {CHECKPOINT_NAME}\n"
             header += f"===== {' '.join(command)}\n"
             log_file.write(header.encode())
             log_file.flush()
@@ -113,20 +174,24 @@ def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec) -> Attempt:
             # The child inherits the lock descriptor: the run stays locked while the script runs, even if
             # this runner dies first.
             process = subprocess.Popen(
-                command, cwd=manifest.workdir, env=child_env(manifest.threads_per_run),
+                command, cwd=manifest.workdir, env=child_env(manifest.threads_per_run), start_new_session=own_session,
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, pass_fds=(lock_fd,),
             )  # fmt: skip
     except BaseException:
         os.close(lock_fd)
         raise
-    return Attempt(spec, number, command, process, lock_fd, log_path, log_offset, utc_now(), time.monotonic())
+    return Attempt(spec, number, command, process, lock_fd, log_path, log_offset, utc_now(), time.monotonic(), resume, own_session, previous)
 
 
-def read_log_tail(path: Path, offset: int) -> str:
+def read_output(path: Path, offset: int) -> str:
+    """This attempt's output: the log from `offset` on."""
     with open(path, "rb") as log_file:
         log_file.seek(offset)
-        text = log_file.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
+        return log_file.read().decode("utf-8", errors="replace")
+
+
+def log_tail(output: str) -> str:
+    return "\n".join(output.splitlines()[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
 
 
 def failure_reason(exit_code: int, log_tail: str, has_events: bool) -> str:
@@ -143,31 +208,69 @@ def failure_reason(exit_code: int, log_tail: str, has_events: bool) -> str:
     return f"{reason}: {error_lines[-1]}" if error_lines else reason
 
 
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def total_wall_time(attempt: Attempt, wall_time_s: float) -> Optional[float]:
+    """This attempt's wall time plus that of the attempts before it in the same run directory; None when one
+    of those left no result (so its time is unknown)."""
+    if not attempt.resumed:
+        return wall_time_s
+    previous = attempt.previous
+    if previous is None or previous.attempt != attempt.number - 1:
+        return None
+    before = previous.wall_time_total_s if previous.resumed or previous.wall_time_total_s is not None else previous.wall_time_s
+    return None if before is None else round(before + wall_time_s, 3)
+
+
 def finish(layout: SweepLayout, attempt: Attempt, wait_status: int, rusage: Optional[resource.struct_rusage]) -> RunResult:
     """Record the result of an attempt whose process has been reaped, and release the run's lock."""
     exit_code = os.waitstatus_to_exitcode(wait_status)
     attempt.process.returncode = exit_code  # reaped with os.wait4; tell Popen
     run_dir = layout.run_dir(attempt.spec.name)
     has_events = any(run_dir.glob("events.out.tfevents.*"))
-    log_tail = read_log_tail(attempt.log_path, attempt.log_offset)
-    reason = failure_reason(exit_code, log_tail, has_events)
+    has_checkpoint = (run_dir / CHECKPOINT_NAME).is_file()
+    output = read_output(attempt.log_path, attempt.log_offset)
+    tail = log_tail(output)
+    reason = failure_reason(exit_code, tail, has_events)
+    resumed = RESUMED_LINE.search(output)
+    stopped = STOPPED_LINE.search(output)
+    if not reason:
+        status = COMPLETE
+    elif exit_code in STOP_EXIT_CODES and has_checkpoint:
+        status = INTERRUPTED
+        said = f"{stopped.group(0)}" if stopped else reason
+        reason = f"{said}; the next attempt resumes from its checkpoint"
+    else:
+        status = FAILED
+        if attempt.resumed and exit_code == 2:
+            reason += f" (while resuming {run_dir.relative_to(layout.root)}: move that directory aside to start the run over)"
+        elif has_checkpoint:
+            reason += "; its checkpoint is kept: the next attempt resumes from it"
+    wall_time_s = round(time.monotonic() - attempt.started_monotonic, 3)
     slurm_job = os.environ.get("SLURM_ARRAY_JOB_ID")
     result = RunResult(
         name=attempt.spec.name,
-        status=COMPLETE if not reason else FAILED,
+        status=status,
         exit_code=exit_code,
         reason=reason,
         attempt=attempt.number,
         command=attempt.command,
         started_at=attempt.started_at,
         finished_at=utc_now(),
-        wall_time_s=round(time.monotonic() - attempt.started_monotonic, 3),
+        wall_time_s=wall_time_s,
         peak_rss_mb=round(rusage.ru_maxrss / 1024, 1) if rusage is not None else None,  # ru_maxrss is in KiB on Linux
         log=str(attempt.log_path.relative_to(layout.root)),
-        log_tail=log_tail,
+        log_tail=tail,
         run_dir=str(run_dir.relative_to(layout.root)),
         host=socket.gethostname(),
         slurm_job=f"{slurm_job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if slurm_job else None,
+        resumed=attempt.resumed,
+        resumed_from_iteration=int(resumed.group(1)) if resumed else None,
+        resumed_from_step=_number(resumed.group(3)) if resumed else None,
+        stopped_after_iteration=int(stopped.group(2)) if stopped and status == INTERRUPTED else None,
+        wall_time_total_s=total_wall_time(attempt, wall_time_s),
     )
     try:
         write_result(layout, result)
@@ -185,6 +288,47 @@ def send_signal(attempt: Attempt, signum: int) -> None:
         pass
 
 
+def script_saw_stop(attempt: Attempt) -> bool:
+    """Whether the script has said, since this attempt started, that a stop signal reached it."""
+    return STOP_NOTICE in read_output(attempt.log_path, attempt.log_offset)
+
+
+def request_stop(attempt: Attempt, signum: int) -> None:
+    """The runner received `signum` (SIGTERM or SIGINT) while the attempt runs. Only records it (this is
+    called from signal handlers); forward_stop, called from the runner's loop, acts on it."""
+    if not attempt.received:
+        attempt.received_at, attempt.received_wall = time.monotonic(), time.time()
+    attempt.received.append(signum)
+
+
+def forward_stop(attempt: Attempt) -> None:
+    """Act on the signals the runner received (see the module docstring): forward the first unless the script
+    got it directly; in its own session, forward a second at once (the script then stops at once), SIGKILL on
+    a third."""
+    if not attempt.received:
+        return
+    if attempt.own_session and len(attempt.received) >= 3:
+        if signal.SIGKILL not in attempt.sent:
+            attempt.sent.append(signal.SIGKILL)
+            send_signal(attempt, signal.SIGKILL)
+        return
+    if not attempt.first_handled:
+        if not (attempt.own_session and len(attempt.received) >= 2) and time.monotonic() - attempt.received_at < FORWARD_DELAY_S:
+            return
+        attempt.first_handled = True
+        if not script_saw_stop(attempt):
+            attempt.sent.append(attempt.received[0])
+            send_signal(attempt, attempt.received[0])
+    if attempt.own_session and len(attempt.received) >= 2 and not attempt.second_sent:
+        # The script has had one signal (forwarded, or its own): one more stops it at once. Another signal
+        # number than the first, so that the two cannot merge into one (Python runs a handler once for
+        # several deliveries of one signal that arrive before it runs).
+        attempt.second_sent = True
+        second = signal.SIGTERM if attempt.sent[:1] == [signal.SIGINT] else signal.SIGINT
+        attempt.sent.append(second)
+        send_signal(attempt, second)
+
+
 def poll(layout: SweepLayout, attempt: Attempt) -> Optional[RunResult]:
     """The result if the attempt's process has exited, else None. os.wait4 gives this child's own rusage
     (peak RSS), which RUSAGE_CHILDREN cannot when several children run at once."""
@@ -197,6 +341,44 @@ def poll(layout: SweepLayout, attempt: Attempt) -> Optional[RunResult]:
 def wait(layout: SweepLayout, attempt: Attempt) -> RunResult:
     _, status, rusage = os.wait4(attempt.process.pid, 0)
     return finish(layout, attempt, status, rusage)
+
+
+def supervise(layout: SweepLayout, attempt: Attempt) -> RunResult:
+    """Wait for the attempt's process, forwarding stop signals as they come (see forward_stop)."""
+    while True:
+        result = poll(layout, attempt)
+        if result is not None:
+            return result
+        forward_stop(attempt)
+        time.sleep(POLL_SECONDS)
+
+
+def requeue_after_time_limit_warning(layout: SweepLayout, attempt: Attempt, result: RunResult) -> Optional[str]:
+    """Under Slurm: when the script was stopped by the time-limit warning (the --signal=B:TERM@GRACE of the
+    sweep's submission: a signal that reached this runner only, GRACE seconds or less before the end) and
+    made progress (a checkpoint after the one it resumed from), requeue this task so that its next run
+    resumes. Returns what was done, for the task's output; None when not applicable."""
+    job_id, array_job, task = (os.environ.get(name) for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"))
+    if not (job_id and array_job and task) or result.status != INTERRUPTED or not attempt.sent:
+        return None
+    grace = next((submission.get("stop_grace_s") for submission in slurm.read_submissions(layout) if submission.get("job_id") == array_job), None)
+    if not grace:
+        return None
+    try:
+        left = slurm.time_left(job_id)
+    except SweepError as error:
+        return f"not requeued: {error}"
+    if left is None:
+        return None  # no time limit: not a time-limit warning
+    left_at_signal = left + (time.time() - attempt.received_wall)
+    if left_at_signal > grace + SLURM_SIGNAL_EARLY_S + 10:
+        return None  # a stop asked for by someone (scancel --batch), not the time limit
+    if result.stopped_after_iteration is None or result.stopped_after_iteration <= (result.resumed_from_iteration or 0):
+        return f"not requeued: the attempt made no progress in the {left_at_signal:.0f} s it had left when the time-limit warning came"
+    completed = subprocess.run(["scontrol", "requeue", f"{array_job}_{task}"], capture_output=True, text=True, timeout=slurm.COMMAND_TIMEOUT_S)
+    if completed.returncode != 0:
+        return f"not requeued: scontrol requeue failed: {completed.stderr.strip()}"
+    return f"requeued {array_job}_{task} after the time-limit warning ({left_at_signal:.0f} s left): its next run resumes"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -217,21 +399,42 @@ def main(argv: Optional[list[str]] = None) -> int:
     if previous is not None and previous.complete:
         print(f"{spec.name}: already complete; nothing to do")
         return 0
+
+    # scancel, requeue, preemption or the time limit: the script stops with a checkpoint, the result is
+    # recorded. Installed before the script starts; a signal that comes first means: do not start it.
+    early: list[int] = []
+    attempt: Optional[Attempt] = None
+
+    def on_signal(signum: int, _frame) -> None:
+        if attempt is None:
+            early.append(signum)
+        elif attempt.process.returncode is None:
+            request_stop(attempt, signum)
+
+    previous_handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        attempt = start(manifest, layout, spec)
-    except RunBusy:
-        print(f"{spec.name}: another attempt is running; nothing to do")
+        if early:
+            print(f"{spec.name}: {signal.Signals(early[0]).name} before the script started; not starting it", file=sys.stderr)
+            return 128 + early[0]
+        try:
+            attempt = start(manifest, layout, spec)  # in this process group: see the module docstring
+        except RunBusy:
+            print(f"{spec.name}: another attempt is running; nothing to do")
+            return 0
+        for signum in early:
+            request_stop(attempt, signum)
+        print(f"{spec.name}: attempt {attempt.number}{' (resumed)' if attempt.resumed else ''}: {' '.join(attempt.command)}", flush=True)
+        result = supervise(layout, attempt)
+        print(f"{spec.name}: {result.status}{': ' + result.reason if result.reason else ''} ({result.wall_time_s:.1f} s, peak RSS {result.peak_rss_mb} MB)", flush=True)
+        requeued = requeue_after_time_limit_warning(layout, attempt, result)
+        if requeued:
+            print(f"{spec.name}: {requeued}", flush=True)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    if result.complete:
         return 0
-
-    def forward(signum: int, _frame) -> None:  # scancel or the time limit: stop the script, still record the result
-        send_signal(attempt, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    print(f"{spec.name}: attempt {attempt.number}: {' '.join(attempt.command)}", flush=True)
-    result = wait(layout, attempt)
-    print(f"{spec.name}: {result.status}{': ' + result.reason if result.reason else ''} ({result.wall_time_s:.1f} s, peak RSS {result.peak_rss_mb} MB)")
-    return 0 if result.complete else 1
+    return result.exit_code if result.status == INTERRUPTED and result.exit_code > 0 else 1
 
 
 if __name__ == "__main__":

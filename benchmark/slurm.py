@@ -6,6 +6,15 @@ interpreter and the manifest path, and each array task runs
 user input is interpolated into shell text. Task states come from squeue while tasks are queued or
 running, and from `scontrol show job` for finished ones while the controller still remembers them
 (MinJobAge); there is no accounting database (no sacct).
+
+Preemption and time limits. Tasks are submitted with --requeue (a preempted task, a failed node or
+`scontrol requeue` puts the task back in the queue), --open-mode=append (a requeued task's output goes on in
+the same file) and, unless stop_grace_s is 0, --signal=B:TERM@stop_grace_s: that many seconds before the
+time limit the batch shell, benchmark.run_one, gets SIGTERM and forwards it to the script, which finishes its
+iteration, writes its checkpoint and exits; run_one records the run as interrupted and requeues the task
+(Slurm does not requeue a task that reaches its time limit). Every new run of a task, requeued or submitted
+again, resumes from the checkpoint. A cancel, requeue or preemption signals the script directly (Slurm
+signals every process of the job), and it stops the same way if it can within the cluster's KillWait.
 """
 
 import os
@@ -22,6 +31,7 @@ from benchmark.results import utc_now
 
 ARRAY_TASK_SCRIPT = Path(__file__).resolve().parent / "slurm" / "array_task.sh"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory `python -m benchmark.run_one` must run in
+DEFAULT_STOP_GRACE_S = 180
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
 COMMAND_TIMEOUT_S = 60
 
@@ -36,6 +46,7 @@ class SlurmOptions:
     max_concurrent: Optional[int] = None  # the array's %N throttle
     job_name: str = "benchmark"
     extra: list[str] = field(default_factory=list)  # further sbatch arguments, as given
+    stop_grace_s: int = DEFAULT_STOP_GRACE_S  # SIGTERM this long before the time limit (0: none)
 
 
 @dataclass
@@ -61,6 +72,25 @@ def slurm_available() -> tuple[bool, str]:
         lines = (completed.stderr.strip() or completed.stdout.strip() or "no output").splitlines()
         return False, f"sinfo failed ({lines[-1]}); SLURM_CONF={os.environ.get('SLURM_CONF', '(unset)')}"
     return True, ""
+
+
+def parse_time(text: str) -> Optional[int]:
+    """Seconds in a Slurm duration: sbatch --time's forms (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) and squeue's
+    %L; None for anything else (UNLIMITED, NOT_SET, INVALID, ...)."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if match is None:
+        return None
+    days, first, second, third = match.groups()
+    if days is not None:
+        return ((int(days) * 24 + int(first)) * 60 + int(second or 0)) * 60 + int(third or 0)
+    if third is not None:
+        return (int(first) * 60 + int(second)) * 60 + int(third)
+    return int(first) * 60 + int(second or 0)
+
+
+def time_left(job_id: str) -> Optional[int]:
+    """Seconds until the job's time limit (squeue %L), or None when it has none."""
+    return parse_time(_query(["squeue", "-h", "-j", job_id, "-o", "%L"]).strip())
 
 
 def array_spec(indices: Sequence[int], max_concurrent: Optional[int] = None) -> str:
@@ -92,7 +122,10 @@ def sbatch_command(layout: SweepLayout, python: str, indices: Sequence[int], opt
         f"--output={layout.slurm_dir / '%A_%a.out'}",
         f"--chdir={PACKAGE_ROOT}",
         f"--cpus-per-task={options.cpus_per_task}",
+        "--requeue", "--open-mode=append",
     ]  # fmt: skip
+    if options.stop_grace_s:
+        command.append(f"--signal=B:TERM@{options.stop_grace_s}")
     if options.partition:
         command.append(f"--partition={options.partition}")
     if options.time:
@@ -120,7 +153,7 @@ def submit(layout: SweepLayout, python: str, indices: Sequence[int], options: Sl
     if not job_id.isdigit():
         raise SweepError(f"sbatch printed {completed.stdout.strip()!r}, not a job id")
     submissions = read_submissions(layout)
-    submissions.append({"job_id": job_id, "indices": sorted(indices), "submitted_at": utc_now(), "command": command})
+    submissions.append({"job_id": job_id, "indices": sorted(indices), "submitted_at": utc_now(), "command": command, "stop_grace_s": options.stop_grace_s})
     write_json_atomic(layout.submissions, submissions)
     return job_id
 

@@ -1,8 +1,11 @@
 """The state of every run of a sweep, from its result files, run locks and (if submitted) the Slurm queue.
 
 States, in the order they are decided:
-    queued / running   Slurm has the run's task pending / running (a failed earlier attempt may be retried)
-    complete / failed  its result file says so
+    queued / running   Slurm has the run's task pending / running (a failed earlier attempt may be retried;
+                       a requeued task is queued again and resumes from its checkpoint)
+    complete / interrupted / failed
+                       its result file says so; an interrupted run (stopped by a signal with a checkpoint)
+                       resumes from its checkpoint when the sweep is run or submitted again
     running            a local runner holds the run's lock
     lost               submitted to Slurm, gone from the queue, no result (killed before it could write one,
                        e.g. a node failure); the Slurm state is shown while scontrol still remembers it
@@ -19,7 +22,7 @@ from benchmark.results import read_result
 from benchmark.run_one import is_running
 from benchmark.slurm import TaskState, read_submissions
 
-FINAL_STATES = ("complete", "failed", "lost", "not started")
+FINAL_STATES = ("complete", "interrupted", "failed", "lost", "not started")
 
 
 @dataclass
@@ -44,10 +47,11 @@ def run_statuses(manifest: Manifest, layout: SweepLayout, slurm_states: Optional
             state = "queued" if task.state == "PENDING" else "running"
             detail = f"Slurm {task.job_id}_{index} {task.state} {task.reason}".strip()
             if result is not None:
-                detail += f"; attempt {result.attempt} failed: {result.reason}"
+                detail += f"; attempt {result.attempt} {result.status}: {result.reason}"
             statuses.append(RunStatus(index, spec.name, state, detail))
         elif result is not None:
-            detail = f"attempt {result.attempt}, {result.wall_time_s:.0f} s" if result.complete else f"attempt {result.attempt}: {result.reason}"
+            resumed = f", resumed from iteration {result.resumed_from_iteration}" if result.resumed_from_iteration is not None else ""
+            detail = f"attempt {result.attempt}{resumed}, {result.wall_time_s:.0f} s" if result.complete else f"attempt {result.attempt}{resumed}: {result.reason}"
             statuses.append(RunStatus(index, spec.name, result.status, detail))
         elif is_running(layout, spec.name):
             statuses.append(RunStatus(index, spec.name, "running", "a local runner holds its lock"))
@@ -61,7 +65,7 @@ def run_statuses(manifest: Manifest, layout: SweepLayout, slurm_states: Optional
 
 def summary_line(statuses: Sequence[RunStatus]) -> str:
     counts = Counter(status.state for status in statuses)
-    order = ("complete", "failed", "running", "queued", "lost", "not started")
+    order = ("complete", "interrupted", "failed", "running", "queued", "lost", "not started")
     return f"{len(statuses)} runs: " + ", ".join(f"{counts[state]} {state}" for state in order if counts[state])
 
 

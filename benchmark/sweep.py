@@ -6,9 +6,11 @@
     python -m benchmark.sweep status --out benchmark/runs/classic_control [--wait] [--json]
 
 Everything after `--` is passed to every run. Running the same command again skips complete runs and
-reruns failed or unfinished ones; adding seeds or env ids extends the sweep. Exit codes: 0 when every run
-is complete (or, for a Slurm submission without --wait, when the job was submitted), 1 when some failed
-or did not finish, 2 on bad input.
+reruns failed or unfinished ones; adding seeds or env ids extends the sweep. Runs write a checkpoint every
+--checkpoint-every iterations (10 by default), and a run stopped by a signal (Ctrl-C, SIGTERM, a Slurm
+preemption, requeue or time limit) writes one as it stops: its next attempt resumes from it. Exit codes: 0
+when every run is complete (or, for a Slurm submission without --wait, when the job was submitted), 1 when
+some failed or did not finish, 2 on bad input, 130 when the local backend was interrupted.
 """
 
 import argparse
@@ -39,6 +41,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {value}")
+    return value
+
+
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.sweep",
@@ -51,6 +60,11 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="sweep directory, e.g. benchmark/runs/NAME")
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
     parser.add_argument("--threads-per-run", type=positive_int, default=1, help="OMP_NUM_THREADS and --torch-threads of each run (default 1)")
+    parser.add_argument(
+        "--checkpoint-every", type=non_negative_int, default=10,
+        help="the scripts' --checkpoint-every: a checkpoint every N iterations, so a run that is killed loses at most N; "
+        "a stopped or killed run's next attempt resumes from its checkpoint (default 10; 0: only when stopped by a signal)",
+    )  # fmt: skip
     local_group = parser.add_argument_group("local backend")
     local_group.add_argument("--workers", type=positive_int, default=None, help="runs at once (default: CPU cores // threads per run)")
     local_group.add_argument("--progress-interval", type=float, default=30.0, help="seconds between progress summary lines")
@@ -62,6 +76,11 @@ def run_parser() -> argparse.ArgumentParser:
     slurm_group.add_argument("--mem", default=None, help="memory per run, e.g. 8G")
     slurm_group.add_argument("--max-concurrent", type=positive_int, default=None, help="array throttle: at most N runs at once (%%N)")
     slurm_group.add_argument("--job-name", default=None, help="default: benchmark-<sweep dir name>")
+    slurm_group.add_argument(
+        "--stop-grace", type=non_negative_int, default=slurm.DEFAULT_STOP_GRACE_S,
+        help="seconds before the time limit at which a run is told to stop with a checkpoint (sbatch --signal=B:TERM@N); "
+        f"the task then requeues itself and resumes (default {slurm.DEFAULT_STOP_GRACE_S}; 0: no early signal)",
+    )  # fmt: skip
     slurm_group.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], help="extra sbatch argument, e.g. --sbatch-arg=--account=rl (repeatable)")
     slurm_group.add_argument("--wait", action="store_true", help="wait for the job to finish and exit like the local backend")
     slurm_group.add_argument("--wait-timeout", type=float, default=7 * 24 * 3600, help="seconds --wait waits at most")
@@ -116,6 +135,18 @@ def main_status(argv: Sequence[str]) -> int:
     return exit_code(statuses)
 
 
+def check_time_and_grace(time_limit: Optional[str], stop_grace: int) -> None:
+    """The stop signal must come after a run has started: Slurm sends it up to 60 s before the --stop-grace
+    seconds before the time limit."""
+    if stop_grace > 65535:
+        raise SweepError(f"--stop-grace {stop_grace} is more than Slurm's --signal accepts (65535 s)")
+    if time_limit is None or not stop_grace:
+        return
+    seconds = slurm.parse_time(time_limit)
+    if seconds is not None and seconds <= stop_grace + 60:
+        raise SweepError(f"--time {time_limit} leaves no time before the stop signal --stop-grace {stop_grace} asks for (Slurm may send it up to 60 s early): raise --time or lower --stop-grace")
+
+
 def main_run(argv: Sequence[str]) -> int:
     own_args, extra_args = split_extra(argv)
     args = run_parser().parse_args(own_args)
@@ -124,7 +155,9 @@ def main_run(argv: Sequence[str]) -> int:
             raise SweepError(f"no script {script!r} (relative to {Path.cwd()})")
     layout = SweepLayout(args.out)
     runs = expand_runs(args.scripts, args.env_ids, args.seeds, extra_args)
-    manifest, indices = create_or_extend(layout, runs, args.threads_per_run, Path.cwd())
+    if args.backend == "slurm":
+        check_time_and_grace(args.time, args.stop_grace)
+    manifest, indices = create_or_extend(layout, runs, args.threads_per_run, Path.cwd(), checkpoint_every=args.checkpoint_every)
     print(f"sweep {layout.root}: {len(indices)} runs of {len(manifest.runs)} in the manifest")
 
     if args.backend == "local":
@@ -132,7 +165,7 @@ def main_run(argv: Sequence[str]) -> int:
         try:
             local.run_local(manifest, layout, indices, workers, args.progress_interval)
         except KeyboardInterrupt:
-            print("interrupted; run the same command again to finish the sweep", file=sys.stderr)
+            print("interrupted; run the same command again to finish the sweep (interrupted runs resume from their checkpoints)", file=sys.stderr)
             return 130
         statuses = [status for status in run_statuses(manifest, layout) if status.index in set(indices)]
         print(summary_line(statuses))
@@ -150,7 +183,7 @@ def main_run(argv: Sequence[str]) -> int:
         options = slurm.SlurmOptions(
             partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task or args.threads_per_run,
             gpus_per_task=args.gpus_per_task, mem=args.mem, max_concurrent=args.max_concurrent,
-            job_name=args.job_name or f"benchmark-{layout.root.name}", extra=args.sbatch_args,
+            job_name=args.job_name or f"benchmark-{layout.root.name}", extra=args.sbatch_args, stop_grace_s=args.stop_grace,
         )  # fmt: skip
         job_id = slurm.submit(layout, manifest.python, todo, options)
         print(f"submitted array job {job_id} with {len(todo)} tasks ({slurm.array_spec(todo, args.max_concurrent)}); "

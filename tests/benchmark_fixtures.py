@@ -3,7 +3,9 @@ and the scripts' own argument parsers."""
 
 import functools
 import importlib.util
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -13,6 +15,7 @@ from benchmark.manifest import Manifest, RunSpec, SweepLayout, run_name, save_ma
 from benchmark.results import COMPLETE, FAILED, RunResult, write_result
 
 REPO = Path(__file__).resolve().parent.parent
+PER_ITERATION_TAGS = ("charts/SPS", "charts/learning_rate", "losses/value_loss")  # the scripts log these once an iteration
 
 
 def write_scalars(run_dir: Path, scalars: dict[str, Sequence[tuple[int, float]]]) -> None:
@@ -88,3 +91,55 @@ def parse_script_args(program: str, argv: Sequence[str]):
         return tyro.cli(script_args_class(program), args=list(argv))
     except SystemExit as error:
         pytest.fail(f"{program} rejected {list(argv)} (exit {error.code})")
+
+
+def wait_for(predicate, what: str, timeout: float = 300, process: Optional[subprocess.Popen] = None):
+    """Poll `predicate` until it returns something true (returned); fail the test on timeout or when `process` exits."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"process exited ({process.returncode}) while waiting for {what}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def checkpoint_mtime(layout: SweepLayout, name: str) -> int:
+    """The run's checkpoint.pt's modification time in ns, 0 when it has none."""
+    path = layout.run_dir(name) / "checkpoint.pt"
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def attempt_outputs(layout: SweepLayout, name: str) -> list[str]:
+    """The run's log split into its attempts' sections."""
+    return layout.log(name).read_text().split("===== attempt ")[1:]
+
+
+def raw_steps(run_dir: Path, tag: str) -> list[list[int]]:
+    """The steps of `tag` in each event file of the run, in file order, as written (EventAccumulator would
+    drop steps that a later file purges; this does not)."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    files = [list(LegacyEventFileLoader(str(path)).Load()) for path in run_dir.glob("events.out.tfevents.*")]
+    files.sort(key=lambda events: events[0].wall_time)  # the order the attempts wrote them in
+    return [[event.step for event in events for value in event.summary.value if value.tag == tag] for events in files]
+
+
+def assert_scalars_continue(run_dir: Path, iterations: int, batch: int, stops: list[int]) -> None:
+    """TensorBoard shows one point per iteration for the per-iteration tags, every step once, to the total;
+    with `stops` (graceful stops at those iterations), the event files written by the attempts join exactly."""
+    from tests.conftest import read_scalars
+
+    scalars = read_scalars(run_dir)
+    expected = [batch * iteration for iteration in range(1, iterations + 1)]
+    for tag in PER_ITERATION_TAGS:
+        assert [step for step, _ in scalars[tag]] == expected, tag
+    assert max(step for points in scalars.values() for step, _ in points) == iterations * batch
+    if stops:  # a graceful stop writes nothing after its checkpoint: the files hold disjoint, adjacent steps
+        files = raw_steps(run_dir, "charts/SPS")
+        assert [steps[-1] for steps in files[:-1]] == [batch * stop for stop in stops]
+        assert sum(files, []) == expected

@@ -16,7 +16,7 @@ import pytest
 from benchmark import slurm, sweep
 from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, check_extra_args, expand_runs, run_name
 from benchmark.results import read_result
-from benchmark.run_one import failure_reason, move_aside
+from benchmark.run_one import failure_reason, logged_attempts, move_aside
 from tests.benchmark_fixtures import REPO
 
 TINY = ["--total-timesteps", "256", "--num-envs", "2", "--num-steps", "64"]
@@ -45,7 +45,7 @@ def test_expand_runs_is_the_cross_product():
         expand_runs(["a.py"], ["ALE/Pong-v5", "ALE-Pong-v5"], [1], [])
 
 
-@pytest.mark.parametrize("arg", ["--seed", "--seed=3", "--env_id=CartPole-v1", "--output-dir", "--run_name", "--torch-threads=4"])
+@pytest.mark.parametrize("arg", ["--seed", "--seed=3", "--env_id=CartPole-v1", "--output-dir", "--run_name", "--torch-threads=4", "--checkpoint-every=5", "--resume"])
 def test_extra_args_may_not_set_managed_flags(arg):
     with pytest.raises(SweepError, match="sets --"):
         check_extra_args(["--total-timesteps", "100", arg])
@@ -65,6 +65,30 @@ def test_manifest_extends_but_refuses_a_changed_run():
         manifest.extend(expand_runs(["a.py"], ["X-v0"], [1], ["--n", "2"]))
 
 
+def test_a_resumed_run_continues_its_directory_with_the_same_arguments():
+    spec = RunSpec("X-v0__a__1", "a.py", "X-v0", 1, ("--lr", "1"))
+    fresh = spec.command("python", Path("/s/runs"), 2, checkpoint_every=10)
+    assert fresh == ["python", "a.py", "--env-id", "X-v0", "--seed", "1", "--output-dir", "/s/runs", "--run-name", "X-v0__a__1", "--torch-threads", "2", "--checkpoint-every", "10", "--lr", "1"]
+    resumed = spec.command("python", Path("/s/runs"), 2, checkpoint_every=10, resume=True)
+    assert resumed == ["python", "a.py", "--env-id", "X-v0", "--seed", "1", "--resume", "/s/runs/X-v0__a__1", "--torch-threads", "2", "--checkpoint-every", "10", "--lr", "1"]
+    assert "--checkpoint-every" not in spec.command("python", Path("/s/runs"), 2)  # 0: the scripts' default
+
+
+def test_manifests_from_before_checkpoints_still_load():
+    manifest = Manifest(workdir="/w", python="python", threads_per_run=1, checkpoint_every=5)
+    data = manifest.to_json()
+    assert Manifest.from_json(data).checkpoint_every == 5
+    del data["checkpoint_every"]
+    assert Manifest.from_json(data).checkpoint_every == 0
+
+
+def test_attempts_are_counted_from_the_log_headers(tmp_path):
+    log = tmp_path / "run.log"
+    assert logged_attempts(log) == 0
+    log.write_text("===== attempt 1 of r, started ...\nstep 1\n===== attempt 3 of r, started ...\nx ===== attempt 9 of r\n")
+    assert logged_attempts(log) == 3  # only header lines count
+
+
 def test_move_aside_numbers_attempts_and_keeps_data(tmp_path):
     for attempt in (1, 2):
         (tmp_path / "run").mkdir()
@@ -79,6 +103,23 @@ def test_failure_reasons():
     assert failure_reason(0, "", has_events=False) == "exited 0 but wrote no TensorBoard events"
     assert failure_reason(2, "step ...\nppo_discrete.py: error: unknown env id 'X'", True) == "exit code 2: ppo_discrete.py: error: unknown env id 'X'"
     assert failure_reason(-9, "", False) == "killed by signal SIGKILL"
+
+
+def test_slurm_durations():
+    assert [slurm.parse_time(text) for text in ("10", "10:30", "1:02:03", "2-3", "2-3:04", "2-03:04:05", "0:08")] == [600, 630, 3723, 183600, 183840, 183845, 8]
+    assert [slurm.parse_time(text) for text in ("UNLIMITED", "NOT_SET", "INVALID", "")] == [None] * 4
+
+
+def test_a_time_limit_must_leave_room_for_the_stop_signal(tmp_path, capsys):
+    args = ["--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1", "--seeds", "1", "--out", str(tmp_path / "s")]
+    assert sweep.main([*args, "--time", "4:00"]) == 2  # 240 s: the default 180 s grace, and up to 60 s early
+    assert "--stop-grace 180" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    sweep.check_time_and_grace("4:00", 60)
+    sweep.check_time_and_grace("4:00", 0)  # no stop signal
+    sweep.check_time_and_grace(None, 180)
+    sweep.check_time_and_grace("infinite", 180)
+    with pytest.raises(SweepError, match="65535"):
+        sweep.check_time_and_grace(None, 70000)
 
 
 def test_results_that_are_not_whole_do_not_count(tmp_path):
@@ -100,6 +141,9 @@ def test_sbatch_command_is_an_argument_list_with_the_fixed_script(tmp_path):
     command = slurm.sbatch_command(layout, "/usr/bin/python3", [0, 1, 2], options)
     assert command[:3] == ["sbatch", "--parsable", "--array=0-2%4"]
     assert {"--partition=gpu", "--time=1:00:00", "--cpus-per-task=2", "--gpus-per-task=1", "--account=rl", "--job-name=bench"} <= set(command)
+    assert {"--requeue", "--open-mode=append", "--signal=B:TERM@180"} <= set(command)  # preemption and time limits resume
+    options.stop_grace_s = 0
+    assert not [arg for arg in slurm.sbatch_command(layout, "python", [0], options) if arg.startswith("--signal")]
     assert command[-3:] == [str(slurm.ARRAY_TASK_SCRIPT), "/usr/bin/python3", str(layout.manifest)]
     with pytest.raises(SweepError, match="'%'"):
         slurm.sbatch_command(SweepLayout(tmp_path / "100%"), "python", [0], options)
