@@ -74,19 +74,39 @@ def uninterrupted(tmp_path_factory):
     return scalars
 
 
+# Runs a script whose process sends itself SIGTERM from inside the update: at the N-th gradient clipping,
+# between backward() and the optimizer step of a minibatch.
+SIGTERM_IN_UPDATE = """
+import os, runpy, signal, sys, torch
+calls, real_clip, target = [], torch.nn.utils.clip_grad_norm_, int(sys.argv[1])
+def clip_and_maybe_signal(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == target:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_clip(*args, **kwargs)
+torch.nn.utils.clip_grad_norm_ = clip_and_maybe_signal
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+MINIBATCHES_PER_UPDATE = {"ppo_discrete.py": 4, "ppo_continuous.py": 4, "ppo_atari.py": 2}
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_sigterm_then_resume_equals_an_uninterrupted_run(script, tmp_path, uninterrupted):
+def test_sigterm_in_an_update_then_resume_equals_an_uninterrupted_run(script, tmp_path, uninterrupted):
+    """SIGTERM arrives in the middle of iteration 4's update: the update finishes, the checkpoint is written
+    after iteration 4, and the resumed run logs what the uninterrupted run logged."""
     run_dir = tmp_path / "run"
-    stopped = start_and_signal(script, [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"], after_lines=3, signum=signal.SIGTERM)
+    in_update = 3 * MINIBATCHES_PER_UPDATE[script] + 2  # the second minibatch of iteration 4
+    args = [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
+    stopped = subprocess.run([sys.executable, "-c", SIGTERM_IN_UPDATE, str(in_update), str(REPO / script), *args], env=script_env(), capture_output=True, text=True, timeout=600)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert f"stopped by SIGTERM after iteration 4/" in stopped.stderr
     assert f"resume with: python {script} --resume {run_dir}" in stopped.stderr
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    stopped_at = checkpoint["training"]["iteration"]
-    assert 3 <= stopped_at < 10  # it finished the iteration in progress, then stopped well before the end
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["training"]["iteration"] == 4
 
     resumed = run_script(script, "--resume", str(run_dir))  # options at their defaults come from the checkpoint
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed {run_dir} after iteration {stopped_at}/" in resumed.stdout
+    assert f"resumed {run_dir} after iteration 4/" in resumed.stdout
     assert_same_curves(uninterrupted[script], read_scalars(run_dir))
 
 
