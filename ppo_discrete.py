@@ -248,9 +248,9 @@ class Agent(nn.Module):
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).squeeze(-1)
 
-    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
-        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and the distribution pi(.|x) itself, as its
-        log-probabilities (batch, num_actions); samples the action when none is given.
+    def get_action(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
+        """Returns action, log pi(action|x) and the distribution pi(.|x) itself, as its log-probabilities
+        (batch, num_actions); samples the action when none is given. All the rollout needs: no critic, no entropy.
         The categorical distribution is written out: torch.distributions.Categorical costs more than the MLPs."""
         log_probs = torch.log_softmax(self.actor(x), dim=-1)  # log pi(.|x), (batch, num_actions)
         if action is None and deterministic:
@@ -258,8 +258,13 @@ class Agent(nn.Module):
         elif action is None:  # Gumbel-max trick: argmax(log pi - log E), E ~ Exp(1), is a sample from pi
             action = (log_probs - torch.empty_like(log_probs).exponential_().log()).argmax(dim=-1)
         logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        return action, logprob, log_probs
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
+        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and the distribution: what the update needs."""
+        action, logprob, log_probs = self.get_action(x, action, deterministic)
         entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-        return action, logprob, entropy, self.critic(x).squeeze(-1), log_probs
+        return action, logprob, entropy, self.get_value(x), log_probs
 
     @staticmethod
     def exact_kl(old_dist: torch.Tensor, new_dist: torch.Tensor) -> torch.Tensor:
@@ -547,7 +552,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     episodic_returns = []
     while len(episodic_returns) < episodes:
         with torch.inference_mode():
-            action, _, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic)
+            action, _, _ = agent.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
         if "final_info" in infos and "episode" in infos["final_info"]:
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
@@ -625,7 +630,8 @@ def main(args: Args) -> None:
     )
     obs_shape = envs.single_observation_space.shape
     agent = Agent(int(np.prod(obs_shape)), int(envs.single_action_space.n)).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
+    parameters = list(agent.parameters())  # a list: walking the module tree every minibatch costs more than clipping
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 
     # --- Storage: fixed-size rollout buffers ---
@@ -691,11 +697,10 @@ def main(args: Args) -> None:
                 global_step += args.num_envs
                 obs[step] = next_obs
                 with torch.inference_mode():
-                    action, logprob, _, value, dist = agent.get_action_and_value(next_obs)
+                    action, logprob, dist = agent.get_action(next_obs)  # the actor alone: the critic is not needed to act
                 actions[step] = action
                 logprobs[step] = logprob
                 dists[step] = dist
-                values[step] = value
 
                 next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
                 rewards[step] = torch.as_tensor(reward, device=device)
@@ -715,6 +720,8 @@ def main(args: Args) -> None:
                             recent_returns.append(float(episodic_return))
                             writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                             writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+            with torch.inference_mode():  # V(s_t) of the whole rollout in one pass: cheaper than num_steps passes over num_envs rows
+                values[:] = agent.get_value(obs)  # (num_steps, num_envs)
 
             # ---------------- Advantages: GAE over the rollout ----------------
             with torch.inference_mode():
@@ -762,7 +769,7 @@ def main(args: Args) -> None:
 
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)  # global gradient-norm clipping; the norm before it
+                    grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)  # global gradient-norm clipping; the norm before it
                     optimizer.step()
 
                     with torch.no_grad():

@@ -154,14 +154,14 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
     """The env receives clip(sample, low, high); the buffer holds the unclipped sample, and with one
     epoch of one minibatch the ratio is exactly 1 (observations were stored as the policy saw them)."""
     sampled, scored = [], []
-    original = ppo_continuous.Agent.get_action_and_value
+    original = ppo_continuous.Agent.get_action  # the rollout samples with it, the update scores with it
 
     def recording(self, x, action=None, deterministic=False):
         result = original(self, x, action, deterministic)
         (sampled if action is None else scored).append(result[0].detach().clone())
         return result
 
-    monkeypatch.setattr(ppo_continuous.Agent, "get_action_and_value", recording)
+    monkeypatch.setattr(ppo_continuous.Agent, "get_action", recording)
     RecordingEnv.received, RecordingEnv.shown = [], []
     args = ppo_continuous.Args(
         env_id="RecordingBox-v0", total_timesteps=256, num_envs=1, num_steps=128, num_minibatches=1, update_epochs=1,

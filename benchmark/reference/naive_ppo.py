@@ -8,11 +8,15 @@ What makes it "straightforward": torch.distributions (with argument validation) 
 default NEXT_STEP autoreset (reset steps stored as transitions), every loss and statistic pulled to
 Python with .item() per minibatch, torch's default thread count, default Adam (no fused kernel), and a
 per-step torch.Tensor(...) copy of the observation. Hyperparameters and network sizes match the
-project's defaults, so steps per second are comparable.
+project's defaults, so steps per second are comparable. `--atari` swaps in what CleanRL-style ppo_atari
+scripts do: gymnasium's AtariPreprocessing (no-op reset, frame skip 4, 84x84 grayscale), reward sign and a
+4-frame stack, the Nature CNN on float32 frames divided by 255, and float32 frame storage.
 
     python -m benchmark.reference.naive_ppo --env-id CartPole-v1 --total-timesteps 100000
     python -m benchmark.reference.naive_ppo --env-id Pendulum-v1 --continuous --num-envs 1 --num-steps 2048 \
         --num-minibatches 32 --update-epochs 10 --learning-rate 3e-4 --ent-coef 0 --total-timesteps 100000
+    python -m benchmark.reference.naive_ppo --env-id BreakoutNoFrameskip-v4 --atari --num-envs 8 --clip-coef 0.1 \
+        --total-timesteps 20480
 """
 
 import argparse
@@ -29,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-id", default="CartPole-v1")
     parser.add_argument("--continuous", action="store_true", help="Gaussian policy for Box actions")
+    parser.add_argument("--atari", action="store_true", help="Atari preprocessing and the Nature CNN")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--total-timesteps", type=int, default=100_000)
     parser.add_argument("--learning-rate", type=float, default=2.5e-4)
@@ -45,12 +50,29 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def make_env(env_id: str, atari: bool) -> gym.Env:
+    if not atari:
+        return gym.wrappers.RecordEpisodeStatistics(gym.make(env_id))
+    import ale_py
+
+    gym.register_envs(ale_py)
+    env = gym.make(env_id, frameskip=1)
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True)
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    env = gym.wrappers.TransformReward(env, np.sign)
+    return gym.wrappers.FrameStackObservation(env, 4)
+
+
+def layer_init(layer: nn.Module, std: float = np.sqrt(2)) -> nn.Module:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, 0.0)
+    return layer
+
+
 def mlp(in_dim: int, out_dim: int, out_std: float) -> nn.Sequential:
-    layers = [nn.Linear(in_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out_dim)]
-    for layer, std in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_std)):
-        nn.init.orthogonal_(layer.weight, std)
-        nn.init.constant_(layer.bias, 0.0)
-    return nn.Sequential(*layers)
+    return nn.Sequential(
+        layer_init(nn.Linear(in_dim, 64)), nn.Tanh(), layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, out_dim), out_std)
+    )
 
 
 class Agent(nn.Module):
@@ -78,6 +100,31 @@ class Agent(nn.Module):
         return action, dist.log_prob(action), dist.entropy(), self.critic(x)
 
 
+class AtariAgent(nn.Module):
+    """Nature CNN trunk shared by the actor and critic heads."""
+
+    def __init__(self, num_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            nn.Flatten(), layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
+        )  # fmt: skip
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(512, 1), std=1.0)
+
+    def get_value(self, x):
+        return self.critic(self.network(x / 255.0))
+
+    def get_action_and_value(self, x, action=None):
+        hidden = self.network(x / 255.0)
+        dist = Categorical(logits=self.actor(hidden))
+        if action is None:
+            action = dist.sample()
+        return action, dist.log_prob(action), dist.entropy(), self.critic(hidden)
+
+
 def main() -> None:
     args = parse_args()
     batch_size = args.num_envs * args.num_steps
@@ -86,14 +133,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
 
-    envs = gym.vector.SyncVectorEnv([lambda: gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id)) for _ in range(args.num_envs)])
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id, args.atari) for _ in range(args.num_envs)])
+    obs_shape = envs.single_observation_space.shape
     action_shape = envs.single_action_space.shape if args.continuous else ()
     action_dim = int(np.prod(action_shape)) if args.continuous else int(envs.single_action_space.n)
-    agent = Agent(obs_dim, action_dim, args.continuous)
+    agent = AtariAgent(action_dim) if args.atari else Agent(int(np.prod(obs_shape)), action_dim, args.continuous)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
 
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
+    obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape)
     actions = torch.zeros((args.num_steps, args.num_envs) + action_shape)
     logprobs = torch.zeros((args.num_steps, args.num_envs))
     rewards = torch.zeros((args.num_steps, args.num_envs))
@@ -134,7 +181,7 @@ def main() -> None:
                 advantages[t] = lastgaelam = delta + args.gamma * args.gae_lambda * nextnonterminal * lastgaelam
             returns = advantages + values
 
-        b_obs, b_logprobs = obs.reshape(-1, obs_dim), logprobs.reshape(-1)
+        b_obs, b_logprobs = obs.reshape((-1,) + obs_shape), logprobs.reshape(-1)
         b_actions = actions.reshape((-1,) + action_shape)
         b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         b_inds = np.arange(batch_size)
