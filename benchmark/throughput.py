@@ -1,7 +1,7 @@
 """Steps per second of a script beside a straightforward PPO and beside its env's own limit, side by side.
 
     python -m benchmark.throughput --preset cartpole --repeats 3 --out benchmark/results/throughput
-    python -m benchmark.throughput --preset breakout --steps 20480 --repeats 3   # 100k Atari steps take minutes
+    python -m benchmark.throughput --preset cartpole pendulum breakout --repeats 3   # each preset's own steps
 
 For each preset (a script at its default settings on one env, with OMP_NUM_THREADS of its own) it runs,
 interleaved so that a noisy machine affects them alike, `repeats` times each:
@@ -46,6 +46,7 @@ class Preset:
     script_args: tuple[str, ...]  # extra arguments to the project's script (none: its defaults)
     reference_args: tuple[str, ...]  # naive_ppo.py arguments giving the same hyperparameters
     threads: int = 1  # OMP_NUM_THREADS of every run (the scripts' --torch-threads default matches it)
+    steps: int = 100_000  # environment steps a run, unless --steps says otherwise
 
 
 PRESETS = {
@@ -65,7 +66,7 @@ PRESETS = {
         "breakout", "ppo_atari.py", "BreakoutNoFrameskip-v4", 8, (),
         ("--env-id", "BreakoutNoFrameskip-v4", "--atari", "--num-envs", "8", "--num-steps", "128", "--num-minibatches", "4",
          "--update-epochs", "4", "--learning-rate", "2.5e-4", "--clip-coef", "0.1", "--ent-coef", "0.01"),
-        threads=2,
+        threads=2, steps=20_480,  # 20 iterations: an Atari run of 100k steps takes several minutes
     ),  # fmt: skip
 }
 
@@ -172,14 +173,19 @@ def phase_cells(phases: Mapping | None) -> list[str]:
     return [f"{100 * phases['shares'][phase]:.0f}%" for phase in LOOP_PHASES] + [f"{phases['setup_s']:.1f}", f"{phases['peak_rss_mb']:,.0f}"]
 
 
-def markdown_table(rows: dict[str, dict[str, list[float]]], steps: int, threads: int | Mapping[str, int], phases: Mapping[str, Mapping] | None = None) -> str:
-    """rows: {preset: measure(...)}; threads: one OMP_NUM_THREADS for all, or {preset: its own}; phases: {preset: measure_phases(...)}."""
-    if not isinstance(threads, int) and len(set(threads.values())) == 1:
-        threads = next(iter(threads.values()))
-    threads_text = str(threads) if isinstance(threads, int) else ", ".join(f"{threads[name]} ({name})" for name in rows)
+def per_preset_text(values: int | Mapping[str, int], names: Sequence[str]) -> str:
+    """"5" for one value shared by all presets, else "5 (cartpole), 7 (breakout)"."""
+    if not isinstance(values, int) and len(set(values.values())) == 1:
+        values = next(iter(values.values()))
+    return f"{values:,}" if isinstance(values, int) else ", ".join(f"{values[name]:,} ({name})" for name in names)
+
+
+def markdown_table(rows: dict[str, dict[str, list[float]]], steps: int | Mapping[str, int], threads: int | Mapping[str, int], phases: Mapping[str, Mapping] | None = None) -> str:
+    """rows: {preset: measure(...)}; steps and threads: one value for all, or {preset: its own}; phases: {preset: measure_phases(...)}."""
+    steps_text, threads_text = per_preset_text(steps, list(rows)), per_preset_text(threads, list(rows))
     phases = phases or {}
     lines = [
-        f"Steps per second, median over repeats (min-max), {steps:,} steps a run, OMP_NUM_THREADS={threads_text}, runs interleaved.",
+        f"Steps per second, median over repeats (min-max), {steps_text} steps a run, OMP_NUM_THREADS={threads_text}, runs interleaved.",
         "Shares of ours' training-loop time, seconds outside the loop (imports, setup, finish) and peak RSS: one more run of ours",
         "under benchmark.phases (a 1 ms timer-signal line sampler in the process; that run's SPS is not the one reported).",
         "",
@@ -198,17 +204,18 @@ def markdown_table(rows: dict[str, dict[str, list[float]]], steps: int, threads:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=["cartpole"])
-    parser.add_argument("--steps", type=int, default=100_000, help="environment steps per run (breakout: e.g. 20480)")
+    parser.add_argument("--steps", type=int, default=None, help="environment steps per run (default: each preset's own, 100k; breakout 20,480)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: each preset's own)")
     parser.add_argument("--out", type=Path, default=None, help="directory for throughput.md")
     args = parser.parse_args(argv)
     threads = {name: PRESETS[name].threads if args.threads is None else args.threads for name in args.preset}
+    steps = {name: PRESETS[name].steps if args.steps is None else args.steps for name in args.preset}
     rows, phases = {}, {}
     for name in args.preset:
-        rows[name] = measure(PRESETS[name], args.steps, args.repeats, threads[name])
-        phases[name] = measure_phases(PRESETS[name], args.steps, threads[name])
-    table = markdown_table(rows, args.steps, threads, phases)
+        rows[name] = measure(PRESETS[name], steps[name], args.repeats, threads[name])
+        phases[name] = measure_phases(PRESETS[name], steps[name], threads[name])
+    table = markdown_table(rows, steps, threads, phases)
     print(table)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -234,15 +234,15 @@ def test_bfloat16_trunk_agrees_with_float32():
     frames, actions = breakout_frames(64), torch.arange(64) % 4
     advantages, returns = torch.randn(64, generator=torch.Generator().manual_seed(1)), torch.zeros(64)
 
-    def loss_and_grad(agent):
+    def loss_and_grad(agent, frames):
         _, logprob, entropy, value, _ = agent.get_action_and_value(frames, actions)
         agent.zero_grad()
         loss = ppo_atari.clipped_surrogate_loss((logprob - logprob.detach()).exp(), advantages, 0.1) + 0.5 * ((value - returns) ** 2).mean() - 0.01 * entropy.mean()
         loss.backward()
         return logprob.detach(), value.detach(), torch.cat([p.grad.flatten() for p in agent.parameters()])
 
-    logprob32, value32, grad32 = loss_and_grad(agent32)
-    logprob16, value16, grad16 = loss_and_grad(agent16)
+    logprob32, value32, grad32 = loss_and_grad(agent32, frames)
+    logprob16, value16, grad16 = loss_and_grad(agent16, frames)
     assert logprob16.dtype == value16.dtype == torch.float32  # the heads run in float32
     assert logprob32.std() > 0.1  # the comparison below is not between near-uniform policies
     assert (logprob16 - logprob32).abs().max() < 0.02  # measured 0.003
