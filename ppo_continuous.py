@@ -834,6 +834,7 @@ def main(args: Args) -> None:
                             recent_returns.append(float(episodic_return))
                             writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                             writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+
             with torch.inference_mode():  # V(s_t) of the whole rollout in one pass: cheaper than num_steps passes over num_envs rows
                 values[:] = agent.get_value(obs)  # (num_steps, num_envs)
 
