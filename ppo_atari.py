@@ -537,6 +537,8 @@ def resume_args(args: Args, saved: dict) -> Args:
         name, given = option.name, getattr(args, option.name)
         if not option.init or name in ("resume", "eval_checkpoint"):
             continue
+        if name not in saved:  # written by an older version of the script, before this option existed
+            raise UsageError(f"the checkpoint predates --{name.replace('_', '-')}; resume it with the version of {SCRIPT}.py that wrote it")
         if given == getattr(defaults, name) or given == saved[name]:
             merged[name] = saved[name]
         elif name in RESUME_MAY_CHANGE:
@@ -750,7 +752,7 @@ def main(args: Args) -> None:
     )
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
     agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
-    parameters = list(agent.parameters())  # a list: walking the module tree every minibatch costs more than clipping
+    parameters = list(agent.parameters())  # a list: given agent.parameters(), clip_grad_norm_ walks the module tree every minibatch
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 

@@ -508,6 +508,8 @@ def resume_args(args: Args, saved: dict) -> Args:
         name, given = option.name, getattr(args, option.name)
         if not option.init or name in ("resume", "eval_checkpoint"):
             continue
+        if name not in saved:  # written by an older version of the script, before this option existed
+            raise UsageError(f"the checkpoint predates --{name.replace('_', '-')}; resume it with the version of {SCRIPT}.py that wrote it")
         if given == getattr(defaults, name) or given == saved[name]:
             merged[name] = saved[name]
         elif name in RESUME_MAY_CHANGE:
@@ -735,7 +737,7 @@ def main(args: Args) -> None:
     # a raw observation the critic has never seen.
     obs_rms = RunningMeanStd(obs_shape) if args.norm_obs else None
     reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip) if args.norm_reward else None
-    parameters = list(agent.parameters())  # a list: walking the module tree every minibatch costs more than clipping
+    parameters = list(agent.parameters())  # a list: given agent.parameters(), clip_grad_norm_ walks the module tree every minibatch
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
     normalizers = {"obs_rms": obs_rms, "reward_scaler": reward_scaler}  # running statistics a checkpoint keeps
 

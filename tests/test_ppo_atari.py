@@ -1,5 +1,6 @@
 """ppo_atari.py: the Atari wrappers on real ALE games, the Nature CNN, and end-to-end runs read back."""
 
+import dataclasses
 import math
 
 import cv2
@@ -252,6 +253,16 @@ def test_bfloat16_trunk_agrees_with_float32():
         per_rollout_step = torch.cat([agent16.get_action(frames[i : i + 8], actions[i : i + 8])[1] for i in range(0, 64, 8)])
         per_minibatch = agent16.get_action(frames, actions)[1]
     assert (per_rollout_step - per_minibatch).abs().max() < 1e-3  # ratio 1 +- 0.1% before the first step (measured 1e-6)
+
+
+def test_resuming_a_checkpoint_older_than_an_option_is_a_usage_error():
+    """A checkpoint written before --precision existed has no such option: a one-line error, not a KeyError."""
+    saved = dataclasses.asdict(ppo_atari.Args())
+    del saved["precision"]
+    with pytest.raises(ppo_atari.UsageError, match="predates --precision"):
+        ppo_atari.resume_args(ppo_atari.Args(), saved)
+    saved["precision"] = "float32"
+    assert ppo_atari.resume_args(ppo_atari.Args(), saved).precision == "float32"  # the checkpoint's, not auto's
 
 
 def test_precision_auto_follows_the_hardware():
