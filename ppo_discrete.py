@@ -213,7 +213,7 @@ def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str):
         else:
             env = gym.make(env_id)
         env = gym.wrappers.RecordEpisodeStatistics(env)
-        return env
+        return ResumableEnv(env, idx)  # outermost: checkpoints read and restore the env through it
 
     return thunk
 
@@ -410,7 +410,7 @@ def load_model(path: str, file_name: str = "model.pt") -> dict:
 
 
 # Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
-RESUME_MAY_CHANGE = ("total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic")
+RESUME_MAY_CHANGE = ("total_timesteps", "torch_threads", "cuda", "async_envs", "track", "wandb_project_name", "wandb_entity", "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic")
 
 
 def resume_args(args: Args, saved: dict) -> Args:
@@ -420,6 +420,9 @@ def resume_args(args: Args, saved: dict) -> Args:
     for option in dataclasses.fields(Args):
         name, given = option.name, getattr(args, option.name)
         if not option.init or name in ("resume", "eval_checkpoint"):
+            continue
+        if name not in saved and name in RESUME_MAY_CHANGE:  # an option newer than the checkpoint that does not change results
+            merged[name] = given
             continue
         if name not in saved:  # written by an older version of the script, before this option existed
             raise UsageError(f"the checkpoint predates --{name.replace('_', '-')}; resume it with the version of {SCRIPT}.py that wrote it")
@@ -471,17 +474,24 @@ def decode_state(data, current=None):
     return {key: decode_state(item) for key, item in data["dict"].items()}
 
 
-def env_state(envs: gym.vector.SyncVectorEnv) -> list:
-    """Everything each sub-environment needs to go on exactly where it is, as plain data: every wrapper's and
-    the env's own attributes that are numbers, arrays, random generators or containers of them (episode
-    counters, time limits, frame stacks, RNGs, classic-control physics), the emulator state of an Atari game,
-    and the arrays of a MuJoCo simulation. Returns None when an env keeps its state where it cannot be read:
-    Box2D worlds (LunarLander, BipedalWalker, CarRacing)."""
-    states = []
-    for env in envs.envs:
-        if "box2d" in type(env.unwrapped).__module__:
+class ResumableEnv(gym.Wrapper):
+    """The outermost wrapper of every env: reads and restores the state of the env below it, so that a vector
+    env of either kind can checkpoint its envs through `envs.call` (an AsyncVectorEnv runs this in its worker
+    processes, where the envs live)."""
+
+    def __init__(self, env: gym.Env, idx: int):
+        super().__init__(env)
+        self.idx = idx  # which of the vector env's states is this env's
+
+    def get_state(self) -> Optional[list]:
+        """Everything the env needs to go on exactly where it is, as plain data, one dict per layer: every wrapper's
+        and the env's own attributes that are numbers, arrays, random generators or containers of them (episode
+        counters, time limits, frame stacks, RNGs, classic-control physics), the emulator state of an Atari game,
+        and the arrays of a MuJoCo simulation. None when the env keeps its state where it cannot be read: Box2D
+        worlds (LunarLander, BipedalWalker, CarRacing)."""
+        if "box2d" in type(self.env.unwrapped).__module__:
             return None
-        layers, layer = [], env
+        layers, layer = [], self.env
         while True:
             fields = {}
             if not isinstance(layer, gym.wrappers.RecordVideo):  # its frames are a video in progress, not env state
@@ -492,24 +502,21 @@ def env_state(envs: gym.vector.SyncVectorEnv) -> list:
                         fields[name] = encode_state(value)
                     except TypeError:  # not plain data: spaces, specs, functions, the emulator and simulator handles
                         pass
-            if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is env.unwrapped:
+            if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is layer.unwrapped:
                 fields["ale state"] = torch.frombuffer(bytearray(layer.ale.cloneState(include_rng=True).serialize()), dtype=torch.uint8)
             if type(getattr(layer, "data", None)).__name__ == "MjData":
                 fields["mujoco data"] = {name: torch.from_numpy(getattr(layer.data, name).copy()) for name in dir(layer.data) if not name.startswith("_") and isinstance(getattr(layer.data, name), np.ndarray)}
                 fields["mujoco time"] = layer.data.time
             layers.append(fields)
-            if layer is env.unwrapped:
-                break
+            if layer is layer.unwrapped:
+                return layers
             layer = layer.env
-        states.append(layers)
-    return states
 
-
-def restore_env_state(envs: gym.vector.SyncVectorEnv, states: list) -> None:
-    """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
-    for env, layers in zip(envs.envs, states):
-        layer = env
-        for fields in layers:
+    def set_state(self, states: list) -> None:
+        """Put back this env's entry of `states` (what get_state() returned, for every env of the vector env) into
+        a freshly made (and reset) env of the same kind."""
+        layer = self.env
+        for fields in states[self.idx]:
             for name, data in fields.items():
                 if name == "ale state":
                     layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.numpy().tobytes()))
@@ -523,6 +530,17 @@ def restore_env_state(envs: gym.vector.SyncVectorEnv, states: list) -> None:
                 else:
                     setattr(layer, name, decode_state(data, getattr(layer, name, None)))
             layer = getattr(layer, "env", None)
+
+
+def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
+    """The state of every env of the vector env (ResumableEnv.get_state), or None if one cannot be read."""
+    states = list(envs.call("get_state"))
+    return None if any(state is None for state in states) else states
+
+
+def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
+    """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
+    envs.call("set_state", states)
 
 
 def rng_state(minibatch_rng: np.random.Generator) -> dict:

@@ -106,14 +106,16 @@ def load_script(script: str) -> ModuleType:
     return sys.modules[name]
 
 
-def script_vector_env(preset: Preset) -> gym.vector.SyncVectorEnv:
+def script_vector_env(preset: Preset) -> gym.vector.VectorEnv:
     """The vector env the preset's script trains on, built as its main() builds it: its make_env(env_id, idx,
     capture_video, video_dir, ...) with no video and its defaults (from Args) for any further parameter
-    (ppo_atari.py: repeat_action_probability), in a SyncVectorEnv with SAME_STEP autoreset."""
+    (ppo_atari.py: repeat_action_probability), with SAME_STEP autoreset, in an AsyncVectorEnv where the script
+    steps its envs in worker processes by default (ppo_atari.py: async_envs), a SyncVectorEnv otherwise."""
     module = load_script(preset.script)
     defaults = module.Args()
     extra = [getattr(defaults, name) for name in list(inspect.signature(module.make_env).parameters)[4:]]
-    return gym.vector.SyncVectorEnv(
+    vector_env = gym.vector.AsyncVectorEnv if getattr(defaults, "async_envs", False) else gym.vector.SyncVectorEnv
+    return vector_env(
         [module.make_env(preset.env_id, i, False, "", *extra) for i in range(preset.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )

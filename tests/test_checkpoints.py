@@ -8,6 +8,7 @@ checks that each bad input ends in one line and a non-zero exit, with nothing al
 import hashlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,15 +50,19 @@ def assert_same_curves(expected: dict, actual: dict) -> None:
     assert steps == sorted(set(steps)), "a step was logged twice"
 
 
-def start_and_signal(script: str, args: list, after_lines: int, signum: int) -> subprocess.CompletedProcess:
+def start_and_signal(script: str, args: list, after_lines: int, signum: int, process_group: bool = False) -> subprocess.CompletedProcess:
     """Start a training run, send `signum` once it has printed `after_lines` progress lines (one per iteration),
-    and wait for it to end."""
-    process = subprocess.Popen([sys.executable, str(REPO / script), "--progress-interval", "0", *args], env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    and wait for it to end. process_group: the run starts its own process group and the signal goes to all of
+    it, env worker processes included, as Ctrl-C in a terminal does."""
+    process = subprocess.Popen([sys.executable, str(REPO / script), "--progress-interval", "0", *args], env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=process_group)
     lines = 0
     for line in process.stdout:
         lines += line.startswith("step")
         if lines == after_lines:
-            process.send_signal(signum)
+            if process_group:
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
             break
     stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
@@ -137,6 +142,24 @@ torch.save = save_then_die
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, uninterrupted):
+    """ppo_atari.py steps its envs in worker processes; Ctrl-C in a terminal reaches them too. They ignore it, the
+    main process finishes the iteration in progress and writes its checkpoint, and the resumed run logs what the
+    uninterrupted run logged."""
+    script = "ppo_atari.py"
+    run_dir = tmp_path / "run"
+    args = [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
+    stopped = start_and_signal(script, args, after_lines=3, signum=signal.SIGINT, process_group=True)
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
+    match = re.search(r"stopped by SIGINT after iteration (\d+)/10", stopped.stderr)
+    assert match and "Traceback" not in stopped.stderr, stopped.stderr
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["training"]["iteration"] == int(match.group(1)) < 10
+
+    resumed = run_script(script, "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_curves(uninterrupted[script], read_scalars(run_dir))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -341,6 +364,35 @@ def test_env_state_round_trip_continues_exactly(module, env_id):
     fresh = make()
     fresh.reset(seed=12345)
     assert not all(np.array_equal(fresh.step(action)[0], want[0]) for action, want in zip(actions[:20], expected[:20]))
+
+
+def test_env_state_moves_between_worker_processes_and_this_one():
+    """The state of Atari envs living in AsyncVectorEnv workers, restored into envs in this process (and back into
+    workers), continues exactly as the workers' own envs do."""
+
+    def make(vector_env):
+        return vector_env([ppo_atari.make_env("BreakoutNoFrameskip-v4", i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+    envs = make(gym.vector.AsyncVectorEnv)
+    envs.reset(seed=1)
+    envs.action_space.seed(1)
+    for _ in range(40):
+        envs.step(envs.action_space.sample())
+    buffer = io.BytesIO()
+    torch.save(ppo_atari.env_state(envs), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    actions = [envs.action_space.sample() for _ in range(100)]
+    expected = [envs.step(action)[:4] for action in actions]
+    envs.close()
+    for vector_env in (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv):
+        restored = make(vector_env)
+        restored.reset(seed=12345)
+        ppo_atari.restore_env_state(restored, state)
+        for action, want in zip(actions, expected):
+            for got_part, want_part in zip(restored.step(action)[:4], want):
+                np.testing.assert_array_equal(got_part, want_part)
+        restored.close()
 
 
 def test_box2d_envs_are_reported_as_not_capturable():

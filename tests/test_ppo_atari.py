@@ -284,11 +284,11 @@ def test_evaluation_reports_full_game_raw_scores(raw_frame_rewards):
 
 @pytest.fixture(scope="module")
 def twin_runs(tmp_path_factory):
-    """Two identical short Breakout runs (seed 7) that save and evaluate their model, and one iteration with
-    seed 8 that records a video and logs to W&B offline."""
+    """Two identical short Breakout runs (seed 7) that save and evaluate their model, one iteration with seed 8
+    that records a video and logs to W&B offline, and run a again with every env in the main process (d)."""
     out = tmp_path_factory.mktemp("runs")
     results = {}
-    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track"))):
+    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track")), ("d", "7", ("--no-async-envs",))):
         results[name] = run_script(SCRIPT, *TINY, "--seed", seed, *extra, "--output-dir", str(out), "--run-name", name, cwd=out)
         assert results[name].returncode == 0, results[name].stderr
     return out, results
@@ -317,6 +317,18 @@ def test_same_seed_same_run(twin_runs):
     first.pop("charts/SPS"), second.pop("charts/SPS")
     assert first == second
     assert read_scalars(out / "c")["losses/value_loss"][0] != first["losses/value_loss"][0]  # the seed matters
+
+
+def test_envs_in_worker_processes_give_the_same_run(twin_runs):
+    """The default steps the envs in AsyncVectorEnv workers; --no-async-envs steps them in the main process: the
+    transitions, and so everything the run logs, are the same."""
+    out, _ = twin_runs
+    in_workers, in_process = read_scalars(out / "a"), read_scalars(out / "d")
+    assert ppo_atari.Args().async_envs
+    assert set(in_process) - {"charts/SPS"} <= set(in_workers)
+    for tag in set(in_process) - {"charts/SPS"}:
+        assert in_process[tag] == in_workers[tag], tag
+    assert len(in_process["charts/episodic_return"]) >= 1
 
 
 def test_video_and_wandb_offline(twin_runs):
