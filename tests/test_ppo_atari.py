@@ -265,6 +265,16 @@ def test_resuming_a_checkpoint_older_than_an_option_is_a_usage_error():
     assert ppo_atari.resume_args(ppo_atari.Args(), saved).precision == "float32"  # the checkpoint's, not auto's
 
 
+def test_a_checkpoint_older_than_an_option_that_may_change_takes_the_given_value():
+    """--async-envs changes where the envs run, not what they return: a checkpoint from before it resumes, with
+    the value given now (the default, or --no-async-envs)."""
+    saved = dataclasses.asdict(ppo_atari.Args())
+    del saved["async_envs"]
+    assert "async_envs" in ppo_atari.RESUME_MAY_CHANGE
+    assert ppo_atari.resume_args(ppo_atari.Args(), saved).async_envs is True
+    assert ppo_atari.resume_args(ppo_atari.Args(async_envs=False), saved).async_envs is False
+
+
 def test_precision_auto_follows_the_hardware():
     expected = "bfloat16" if ppo_atari.bf16_matrix_units(False) else "float32"
     assert ppo_atari.Args(cuda=False).precision == expected
