@@ -333,15 +333,9 @@ def env_families():
     ]
 
 
-@pytest.mark.parametrize("module,env_id", env_families(), ids=[env_id for _, env_id in env_families()])
-def test_env_state_round_trip_continues_exactly(module, env_id):
-    """Save the state of envs mid-episode, load it through torch.load(weights_only=True) into envs reset
-    with another seed, and both continue identically under the same actions."""
-
-    def make():
-        return gym.vector.SyncVectorEnv([module.make_env(env_id, i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-
-    envs = make()
+def state_mid_episode(module, envs, num_steps: int):
+    """Step fresh envs 40 random steps into their episodes; return their state as a checkpoint holds it (saved,
+    then loaded with weights_only=True), the next num_steps random actions, and what the envs return for them."""
     envs.reset(seed=1)
     envs.action_space.seed(1)
     for _ in range(40):
@@ -350,9 +344,19 @@ def test_env_state_round_trip_continues_exactly(module, env_id):
     torch.save(module.env_state(envs), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    actions = [envs.action_space.sample() for _ in range(150)]
-    expected = [envs.step(action)[:4] for action in actions]
+    actions = [envs.action_space.sample() for _ in range(num_steps)]
+    return state, actions, [envs.step(action)[:4] for action in actions]
 
+
+@pytest.mark.parametrize("module,env_id", env_families(), ids=[env_id for _, env_id in env_families()])
+def test_env_state_round_trip_continues_exactly(module, env_id):
+    """Save the state of envs mid-episode, load it through torch.load(weights_only=True) into envs reset
+    with another seed, and both continue identically under the same actions."""
+
+    def make():
+        return gym.vector.SyncVectorEnv([module.make_env(env_id, i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+    state, actions, expected = state_mid_episode(module, make(), 150)
     restored = make()
     restored.reset(seed=12345)
     module.restore_env_state(restored, state)
@@ -374,16 +378,7 @@ def test_env_state_moves_between_worker_processes_and_this_one():
         return vector_env([ppo_atari.make_env("BreakoutNoFrameskip-v4", i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
     envs = make(gym.vector.AsyncVectorEnv)
-    envs.reset(seed=1)
-    envs.action_space.seed(1)
-    for _ in range(40):
-        envs.step(envs.action_space.sample())
-    buffer = io.BytesIO()
-    torch.save(ppo_atari.env_state(envs), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
-    actions = [envs.action_space.sample() for _ in range(100)]
-    expected = [envs.step(action)[:4] for action in actions]
+    state, actions, expected = state_mid_episode(ppo_atari, envs, 100)
     envs.close()
     for vector_env in (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv):
         restored = make(vector_env)
