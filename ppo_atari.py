@@ -150,8 +150,8 @@ class Args:
     env id's own (0.0 for v4 ids, the standard PPO setting; 0.25 for ALE/...-v5 ids, Machado et al. 2018)"""
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     """arithmetic of the CNN trunk: bfloat16 runs it under autocast (heads, log-probs and values stay float32); auto picks bfloat16 where the hardware multiplies bf16 matrices natively (CPUs with AMX, CUDA GPUs with bf16), float32 elsewhere"""
-    async_envs: bool = True
-    """step the envs in worker processes, one per env, in parallel (gymnasium's AsyncVectorEnv); --no-async-envs steps them one after another in this process (SyncVectorEnv); the transitions are the same either way"""
+    async_envs: bool = False
+    """step the envs in worker processes, one per env, in parallel (gymnasium's AsyncVectorEnv), for machines with cores to spare; default: one after another in this process (SyncVectorEnv), faster on 2 cores; the transitions are the same either way"""
 
     # --- Computed at run time ---
     batch_size: int = field(default=0, init=False)
@@ -772,9 +772,9 @@ def main(args: Args) -> None:
     # SAME_STEP autoreset: a step that ends an episode returns the next episode's first observation and puts
     # the final one in infos["final_obs"]. Every stored transition is real (the default NEXT_STEP mode would
     # spend the following step on a reset whose action is ignored: a fake transition in the batch).
-    # Async: the emulators step in parallel in worker processes, which pays where there are cores to spare (8
-    # Breakout envs alone on 2 cores: 1,255 SPS against 965 in one process; a whole training run on those 2 cores
-    # is no faster, its CNN threads need them too); where each env lives does not change what it returns
+    # --async-envs: the emulators step in parallel in worker processes, which pays where there are cores to spare;
+    # on 2 cores a training run is slower with them (Breakout 396 and 348 SPS against 411 and 410 in process),
+    # as the CNN's threads need the same cores. Where each env lives does not change what it returns.
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     envs = vector_env(
         [make_env(args.env_id, i, args.capture_video, f"videos/{run_name}", args.repeat_action_probability) for i in range(args.num_envs)],

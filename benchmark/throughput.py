@@ -110,7 +110,7 @@ def script_vector_env(preset: Preset) -> gym.vector.VectorEnv:
     """The vector env the preset's script trains on, built as its main() builds it: its make_env(env_id, idx,
     capture_video, video_dir, ...) with no video and its defaults (from Args) for any further parameter
     (ppo_atari.py: repeat_action_probability), with SAME_STEP autoreset, in an AsyncVectorEnv where the script
-    steps its envs in worker processes by default (ppo_atari.py: async_envs), a SyncVectorEnv otherwise."""
+    steps its envs in worker processes by default (an async_envs default of True), a SyncVectorEnv otherwise."""
     module = load_script(preset.script)
     defaults = module.Args()
     extra = [getattr(defaults, name) for name in list(inspect.signature(module.make_env).parameters)[4:]]

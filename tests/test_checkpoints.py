@@ -145,12 +145,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def test_ctrl_c_to_the_whole_process_group_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, uninterrupted):
-    """ppo_atari.py steps its envs in worker processes; Ctrl-C in a terminal reaches them too. They ignore it, the
-    main process finishes the iteration in progress and writes its checkpoint, and the resumed run logs what the
-    uninterrupted run logged."""
+    """ppo_atari.py --async-envs steps its envs in worker processes; Ctrl-C in a terminal reaches them too. They
+    ignore it, the main process finishes the iteration in progress and writes its checkpoint, and the resumed run
+    (its envs in workers again, as the checkpoint says) logs what the uninterrupted in-process run logged."""
     script = "ppo_atari.py"
     run_dir = tmp_path / "run"
-    args = [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
+    args = [*CONFIGS[script], "--async-envs", "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
     stopped = start_and_signal(script, args, after_lines=3, signum=signal.SIGINT, process_group=True)
     assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
     match = re.search(r"stopped by SIGINT after iteration (\d+)/10", stopped.stderr)

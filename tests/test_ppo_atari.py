@@ -267,12 +267,12 @@ def test_resuming_a_checkpoint_older_than_an_option_is_a_usage_error():
 
 def test_a_checkpoint_older_than_an_option_that_may_change_takes_the_given_value():
     """--async-envs changes where the envs run, not what they return: a checkpoint from before it resumes, with
-    the value given now (the default, or --no-async-envs)."""
+    the value given now (the default, or --async-envs)."""
     saved = dataclasses.asdict(ppo_atari.Args())
     del saved["async_envs"]
     assert "async_envs" in ppo_atari.RESUME_MAY_CHANGE
-    assert ppo_atari.resume_args(ppo_atari.Args(), saved).async_envs is True
-    assert ppo_atari.resume_args(ppo_atari.Args(async_envs=False), saved).async_envs is False
+    assert ppo_atari.resume_args(ppo_atari.Args(), saved).async_envs is False
+    assert ppo_atari.resume_args(ppo_atari.Args(async_envs=True), saved).async_envs is True
 
 
 def test_precision_auto_follows_the_hardware():
@@ -295,10 +295,10 @@ def test_evaluation_reports_full_game_raw_scores(raw_frame_rewards):
 @pytest.fixture(scope="module")
 def twin_runs(tmp_path_factory):
     """Two identical short Breakout runs (seed 7) that save and evaluate their model, one iteration with seed 8
-    that records a video and logs to W&B offline, and run a again with every env in the main process (d)."""
+    that records a video and logs to W&B offline, and run a again with the envs in worker processes (d)."""
     out = tmp_path_factory.mktemp("runs")
     results = {}
-    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track")), ("d", "7", ("--no-async-envs",))):
+    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track")), ("d", "7", ("--async-envs",))):
         results[name] = run_script(SCRIPT, *TINY, "--seed", seed, *extra, "--output-dir", str(out), "--run-name", name, cwd=out)
         assert results[name].returncode == 0, results[name].stderr
     return out, results
@@ -330,15 +330,15 @@ def test_same_seed_same_run(twin_runs):
 
 
 def test_envs_in_worker_processes_give_the_same_run(twin_runs):
-    """The default steps the envs in AsyncVectorEnv workers; --no-async-envs steps them in the main process: the
+    """--async-envs steps the envs in AsyncVectorEnv workers; the default steps them in the main process: the
     transitions, and so everything the run logs, are the same."""
     out, _ = twin_runs
-    in_workers, in_process = read_scalars(out / "a"), read_scalars(out / "d")
-    assert ppo_atari.Args().async_envs
-    assert set(in_process) - {"charts/SPS"} <= set(in_workers)
-    for tag in set(in_process) - {"charts/SPS"}:
-        assert in_process[tag] == in_workers[tag], tag
-    assert len(in_process["charts/episodic_return"]) >= 1
+    in_workers, in_process = read_scalars(out / "d"), read_scalars(out / "a")
+    assert not ppo_atari.Args().async_envs
+    assert set(in_workers) - {"charts/SPS"} <= set(in_process)  # run a also saved and evaluated its model
+    for tag in set(in_workers) - {"charts/SPS"}:
+        assert in_workers[tag] == in_process[tag], tag
+    assert len(in_workers["charts/episodic_return"]) >= 1
 
 
 def test_video_and_wandb_offline(twin_runs):
