@@ -355,12 +355,19 @@ class Agent(nn.Module):
         self.bf16 = bf16
         self.to(memory_format=torch.channels_last)  # channels_last: the convolutions run faster on CPU, in float32 and bfloat16
 
+    def scale(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (batch, 4, 84, 84) as the trunk takes them: scaled to [0, 1], channels_last, in bfloat16
+        under bf16 (the values autocast would make of the float32 ones: each of the 256 levels rounds the same)."""
+        return frames.to(torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last).div_(255.0)  # in place: one copy
+
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk's features (batch, 512), float32. Under bf16 the convolutions and the dense layer run in
-        bfloat16 (weights stay float32, autocast casts them); rollout and update alike, so the ratio of Eq. 6
-        compares log-probs computed the same way."""
+        """The trunk's features (batch, 512), float32, from uint8 frames or frames already scale()d. Under bf16 the
+        convolutions and the dense layer run in bfloat16 (weights stay float32, autocast casts them); rollout and
+        update alike, so the ratio of Eq. 6 compares log-probs computed the same way."""
+        if x.dtype == torch.uint8:
+            x = self.scale(x)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            hidden = self.network(x.to(torch.float32, memory_format=torch.channels_last).div_(255.0))  # in place: one float copy
+            hidden = self.network(x)
         return hidden.float()
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
@@ -787,7 +794,7 @@ def main(args: Args) -> None:
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 
     # --- Storage: fixed-size rollout buffers ---
-    obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)  # (num_steps, num_envs, 4, 84, 84), uint8: 4x less than float32
+    frames = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)  # (num_steps, num_envs, 4, 84, 84), uint8: 4x less than float32
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
     dists = torch.zeros((args.num_steps, args.num_envs, envs.single_action_space.n), device=device)  # the rollout policy's log pi(.|s), for the exact KL
@@ -849,7 +856,7 @@ def main(args: Args) -> None:
             with torch.inference_mode():  # no autograd while acting: entered once per rollout, not once per step
                 for step in range(args.num_steps):
                     global_step += args.num_envs
-                    obs[step] = next_obs
+                    frames[step] = next_obs
                     action, logprob, _, value, dist = agent.get_action_and_value(next_obs)
                     actions[step] = action
                     logprobs[step] = logprob
@@ -873,6 +880,9 @@ def main(args: Args) -> None:
                                 recent_returns.append(float(episodic_return))
                                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                                 writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+                # Pixels scaled once per update, not once per minibatch in each epoch: the uint8-to-float conversion
+                # is about a tenth of a minibatch step; the scaled copy lives until the next rollout (bf16: 58 MB)
+                obs = agent.scale(frames.reshape((-1,) + obs_shape)).reshape(frames.shape)  # (num_steps, num_envs, 4, 84, 84)
 
             # ---------------- Advantages: GAE over the rollout ----------------
             with torch.inference_mode():
