@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -55,17 +56,33 @@ def start_and_signal(script: str, args: list, after_lines: int, signum: int, pro
     and wait for it to end. process_group: the run starts its own process group and the signal goes to all of
     it, env worker processes included, as Ctrl-C in a terminal does."""
     process = subprocess.Popen([sys.executable, str(REPO / script), "--progress-interval", "0", *args], env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=process_group)
-    lines = 0
+    lines, children = 0, []
     for line in process.stdout:
         lines += line.startswith("step")
         if lines == after_lines:
+            children = child_pids(process.pid)
             if process_group:
                 os.killpg(process.pid, signum)
             else:
                 process.send_signal(signum)
             break
     stdout, stderr = process.communicate(timeout=600)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    completed.children = children  # the run's child processes when the signal went out
+    return completed
+
+
+def child_pids(pid: int) -> list:
+    """PIDs of the live processes whose parent is `pid`, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, ppid, ...
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +169,8 @@ def test_ctrl_c_to_the_whole_process_group_stops_with_a_checkpoint_and_resumes_e
     run_dir = tmp_path / "run"
     args = [*CONFIGS[script], "--async-envs", "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
     stopped = start_and_signal(script, args, after_lines=3, signum=signal.SIGINT, process_group=True)
+    num_envs = int(args[args.index("--num-envs") + 1])
+    assert len(stopped.children) == num_envs, stopped.children  # one worker process per env: --async-envs took effect
     assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
     match = re.search(r"stopped by SIGINT after iteration (\d+)/10", stopped.stderr)
     assert match and "Traceback" not in stopped.stderr, stopped.stderr
