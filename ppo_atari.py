@@ -355,10 +355,13 @@ class Agent(nn.Module):
         self.bf16 = bf16
         self.to(memory_format=torch.channels_last)  # channels_last: the convolutions run faster on CPU, in float32 and bfloat16
 
-    def scale(self, frames: torch.Tensor) -> torch.Tensor:
+    def scale(self, frames: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """uint8 frames (batch, 4, 84, 84) as the trunk takes them: scaled to [0, 1], channels_last, in bfloat16
-        under bf16 (the values autocast would make of the float32 ones: each of the 256 levels rounds the same)."""
-        return frames.to(torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last).div_(255.0)  # in place: one copy
+        under bf16 (the values autocast would make of the float32 ones: each of the 256 levels rounds the same);
+        written into `out`, a tensor an earlier call returned, when given."""
+        if out is None:
+            out = torch.empty_like(frames, dtype=torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
+        return out.copy_(frames).div_(255.0)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's features (batch, 512), float32, from uint8 frames or frames already scale()d. Under bf16 the
@@ -795,6 +798,7 @@ def main(args: Args) -> None:
 
     # --- Storage: fixed-size rollout buffers ---
     frames = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)  # (num_steps, num_envs, 4, 84, 84), uint8: 4x less than float32
+    obs = agent.scale(frames.flatten(0, 1))  # (batch_size, 4, 84, 84): the frames as the update takes them, rescaled after each rollout (bf16: 58 MB)
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
     dists = torch.zeros((args.num_steps, args.num_envs, envs.single_action_space.n), device=device)  # the rollout policy's log pi(.|s), for the exact KL
@@ -880,9 +884,9 @@ def main(args: Args) -> None:
                                 recent_returns.append(float(episodic_return))
                                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                                 writer.add_scalar("charts/episodic_length", episodic_length, global_step)
-                # Pixels scaled once per update, not once per minibatch in each epoch: the uint8-to-float conversion
-                # is about a tenth of a minibatch step; the scaled copy lives until the next rollout (bf16: 58 MB)
-                obs = agent.scale(frames.reshape((-1,) + obs_shape)).reshape(frames.shape)  # (num_steps, num_envs, 4, 84, 84)
+                # Pixels scaled once per update, into the same buffer each time, not once per minibatch in each epoch:
+                # the uint8-to-float conversion is about a tenth of a minibatch step
+                agent.scale(frames.flatten(0, 1), out=obs)
 
             # ---------------- Advantages: GAE over the rollout ----------------
             with torch.inference_mode():
