@@ -28,9 +28,10 @@ from benchmark.manifest import SweepLayout, create_or_extend, expand_runs, run_n
 from benchmark.results import read_result
 from tests.benchmark_fixtures import REPO, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for
 
-# Local sweep: 64 iterations of 4 envs x 64 steps, long enough that a signal sent after the first checkpoint
-# and forwarded FORWARD_DELAY_S later still comes before the end on a fast machine, short enough for a test.
-NUM_ITERATIONS, BATCH = 64, 256
+# Local sweep: 64 iterations of 4 envs x 64 steps of an env that sleeps LOCAL_STEP_S a step (0.26 s an iteration,
+# 17 s a run, however fast the machine), so that a signal sent after the first checkpoint and forwarded
+# FORWARD_DELAY_S later comes well before the end; plain CartPole-v1 finished first on a fast machine.
+NUM_ITERATIONS, BATCH, LOCAL_STEP_S = 64, 256, 0.001
 TINY = ["--total-timesteps", str(NUM_ITERATIONS * BATCH), "--num-envs", "4", "--num-steps", "64"]
 # run_one task: 8 iterations of 2 envs x 32 steps of an env that sleeps STEP_S a step: 3.2 s an iteration
 TASK_ITERATIONS, TASK_BATCH, STEP_S = 8, 64, 0.05
@@ -43,12 +44,17 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 
 class SlowCartPole(CartPoleEnv):
+    def __init__(self, step_s={STEP_S}, **kwargs):
+        super().__init__(**kwargs)
+        self.step_s = step_s
+
     def step(self, action):
-        time.sleep({STEP_S})
+        time.sleep(self.step_s)
         return super().step(action)
 
 
 gym.register("SlowCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500)
+gym.register("TickingCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500, kwargs={{"step_s": {LOCAL_STEP_S}}})
 """
 TIMEOUT_S = 300
 
@@ -77,12 +83,15 @@ def script_pid(parent: int, name: str) -> int:
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    out = tmp_path_factory.mktemp("resume") / "sweep"
+    root = tmp_path_factory.mktemp("resume")
+    (root / f"{SLOW_MODULE}.py").write_text(SLOW_SOURCE)
+    out = root / "sweep"
     layout = SweepLayout(out)
-    command = [sys.executable, "-m", "benchmark.sweep", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1", "--seeds", "1", "2",
+    env_id = f"{SLOW_MODULE}:TickingCartPole-v0"
+    command = [sys.executable, "-m", "benchmark.sweep", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", env_id, "--seeds", "1", "2",
                "--out", str(out), "--workers", "2", "--checkpoint-every", "1", "--progress-interval", "600", "--", *TINY]  # fmt: skip
-    first, second = (run_name("ppo_discrete.py", "CartPole-v1", seed) for seed in (1, 2))
-    sweep = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first, second = (run_name("ppo_discrete.py", env_id, seed) for seed in (1, 2))
+    sweep = subprocess.Popen(command, cwd=REPO, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: checkpoint_mtime(layout, first) and checkpoint_mtime(layout, second), "both runs' first checkpoint", process=sweep)
         os.kill(wait_for(lambda: script_pid(sweep.pid, first), f"the script of {first}"), signal.SIGTERM)  # the script only
@@ -93,8 +102,8 @@ def local_sweep(tmp_path_factory):
         if sweep.poll() is None:
             sweep.kill()
     stopped = {name: read_result(layout, name) for name in (first, second)}
-    status = subprocess.run([sys.executable, "-m", "benchmark.sweep", "status", "--out", str(out), "--json"], cwd=REPO, env=env(), capture_output=True, text=True)
-    again = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    status = subprocess.run([sys.executable, "-m", "benchmark.sweep", "status", "--out", str(out), "--json"], cwd=REPO, env=env(root), capture_output=True, text=True)
+    again = subprocess.run(command, cwd=REPO, env=env(root), capture_output=True, text=True, timeout=TIMEOUT_S)
     return {"layout": layout, "names": (first, second), "code": sweep.returncode, "output": output, "stopped": stopped, "status": status, "again": again}
 
 
