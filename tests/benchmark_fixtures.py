@@ -143,3 +143,34 @@ def assert_scalars_continue(run_dir: Path, iterations: int, batch: int, stops: l
         files = raw_steps(run_dir, "charts/SPS")
         assert [steps[-1] for steps in files[:-1]] == [batch * stop for stop in stops]
         assert sum(files, []) == expected
+
+
+# CartPoles that sleep in every step, so that a run lasts long enough for a test to signal it mid-way however
+# fast the machine: SlowCartPole-v0 sleeps SLOW_STEP_S a step, TickingCartPole-v0 TICKING_STEP_S. Written into a
+# directory that goes on the scripts' PYTHONPATH; env ids "benchmark_slow_env:SlowCartPole-v0" and so on.
+SLOW_ENV_MODULE, SLOW_STEP_S, TICKING_STEP_S = "benchmark_slow_env", 0.05, 0.001
+SLOW_ENV_SOURCE = f"""import time
+
+import gymnasium as gym
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+
+class SlowCartPole(CartPoleEnv):
+    def __init__(self, step_s={SLOW_STEP_S}, **kwargs):
+        super().__init__(**kwargs)
+        self.step_s = step_s
+
+    def step(self, action):
+        time.sleep(self.step_s)
+        return super().step(action)
+
+
+gym.register("SlowCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500)
+gym.register("TickingCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500, kwargs={{"step_s": {TICKING_STEP_S}}})
+"""
+
+
+def write_slow_envs(root: Path) -> Path:
+    """Write the slow-env module into `root` (put `root` on PYTHONPATH); returns `root`."""
+    (root / f"{SLOW_ENV_MODULE}.py").write_text(SLOW_ENV_SOURCE)
+    return root

@@ -26,36 +26,16 @@ import pytest
 from benchmark import run_one
 from benchmark.manifest import SweepLayout, create_or_extend, expand_runs, run_name
 from benchmark.results import read_result
-from tests.benchmark_fixtures import REPO, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for
+from tests.benchmark_fixtures import REPO, SLOW_ENV_MODULE, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for, write_slow_envs
 
-# Local sweep: 64 iterations of 4 envs x 64 steps of an env that sleeps LOCAL_STEP_S a step (0.26 s an iteration,
-# 17 s a run, however fast the machine), so that a signal sent after the first checkpoint and forwarded
+# Local sweep: 64 iterations of 4 envs x 64 steps of TickingCartPole (1 ms a step: 0.26 s an iteration, 17 s a
+# run, however fast the machine), so that a signal sent after the first checkpoint and forwarded
 # FORWARD_DELAY_S later comes well before the end; plain CartPole-v1 finished first on a fast machine.
-NUM_ITERATIONS, BATCH, LOCAL_STEP_S = 64, 256, 0.001
+NUM_ITERATIONS, BATCH = 64, 256
 TINY = ["--total-timesteps", str(NUM_ITERATIONS * BATCH), "--num-envs", "4", "--num-steps", "64"]
-# run_one task: 8 iterations of 2 envs x 32 steps of an env that sleeps STEP_S a step: 3.2 s an iteration
-TASK_ITERATIONS, TASK_BATCH, STEP_S = 8, 64, 0.05
+# run_one task: 8 iterations of 2 envs x 32 steps of SlowCartPole (50 ms a step): 3.2 s an iteration
+TASK_ITERATIONS, TASK_BATCH = 8, 64
 TASK_ARGS = ["--total-timesteps", str(TASK_ITERATIONS * TASK_BATCH), "--num-envs", "2", "--num-steps", "32"]
-SLOW_MODULE = "benchmark_slow_env"
-SLOW_SOURCE = f"""import time
-
-import gymnasium as gym
-from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-
-
-class SlowCartPole(CartPoleEnv):
-    def __init__(self, step_s={STEP_S}, **kwargs):
-        super().__init__(**kwargs)
-        self.step_s = step_s
-
-    def step(self, action):
-        time.sleep(self.step_s)
-        return super().step(action)
-
-
-gym.register("SlowCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500)
-gym.register("TickingCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500, kwargs={{"step_s": {LOCAL_STEP_S}}})
-"""
 TIMEOUT_S = 300
 
 
@@ -84,10 +64,10 @@ def script_pid(parent: int, name: str) -> int:
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    (root / f"{SLOW_MODULE}.py").write_text(SLOW_SOURCE)
+    write_slow_envs(root)
     out = root / "sweep"
     layout = SweepLayout(out)
-    env_id = f"{SLOW_MODULE}:TickingCartPole-v0"
+    env_id = f"{SLOW_ENV_MODULE}:TickingCartPole-v0"
     command = [sys.executable, "-m", "benchmark.sweep", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", env_id, "--seeds", "1", "2",
                "--out", str(out), "--workers", "2", "--checkpoint-every", "1", "--progress-interval", "600", "--", *TINY]  # fmt: skip
     first, second = (run_name("ppo_discrete.py", env_id, seed) for seed in (1, 2))
@@ -142,9 +122,9 @@ def test_running_the_sweep_again_resumes_to_the_end(local_sweep):
 @pytest.fixture(scope="module")
 def task_attempts(tmp_path_factory):
     root = tmp_path_factory.mktemp("task")
-    (root / f"{SLOW_MODULE}.py").write_text(SLOW_SOURCE)
+    write_slow_envs(root)
     layout = SweepLayout(root / "sweep")
-    env_id = f"{SLOW_MODULE}:SlowCartPole-v0"
+    env_id = f"{SLOW_ENV_MODULE}:SlowCartPole-v0"
     create_or_extend(layout, expand_runs([str(REPO / "ppo_discrete.py")], [env_id], [1], TASK_ARGS), 1, REPO, checkpoint_every=1)
     name = run_name("ppo_discrete.py", env_id, 1)
     results, codes = [], []

@@ -7,6 +7,7 @@ SLURM_CONF); skipped with the reason otherwise.
 """
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -15,7 +16,7 @@ from benchmark import run_one, slurm, sweep
 from benchmark import status as status_module
 from benchmark.manifest import SweepLayout, load_manifest, run_name
 from benchmark.results import read_result
-from tests.benchmark_fixtures import REPO, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for
+from tests.benchmark_fixtures import REPO, SLOW_ENV_MODULE, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for, write_slow_envs
 
 AVAILABLE, WHY_NOT = slurm.slurm_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"no Slurm: {WHY_NOT}")
@@ -86,13 +87,17 @@ def test_task_states_come_from_the_controller(submitted):
 
 # ---------------- preemption: a requeued task and a stopped-then-resubmitted one resume from their checkpoints ----------------
 
+# 64 iterations of 2 envs x 64 steps of TickingCartPole (1 ms a step: 0.13 s an iteration, 9 s a run, however
+# fast the machine), so that the runs are still going when the signals come; plain CartPole-v1 finished first
+# on a fast machine.
 RESUME_ITERATIONS, RESUME_BATCH = 64, 128
 RESUME_ARGS = ["--total-timesteps", str(RESUME_ITERATIONS * RESUME_BATCH), "--num-envs", "2", "--num-steps", "64"]
+RESUME_ENV_ID = f"{SLOW_ENV_MODULE}:TickingCartPole-v0"
 
 
 def resume_sweep_args(out, *more: str) -> list[str]:
     return [
-        "--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1", "--seeds", "1", "2",
+        "--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", RESUME_ENV_ID, "--seeds", "1", "2",
         "--out", str(out), "--checkpoint-every", "1", "--time", "10:00", *more, "--", *RESUME_ARGS,
     ]  # fmt: skip
 
@@ -109,10 +114,11 @@ def preempted(tmp_path_factory):
     checkpoint and must resume from their last one."""
     root = tmp_path_factory.mktemp("preempt")
     layout = SweepLayout(root / "sweep")
-    names = [run_name("ppo_discrete.py", "CartPole-v1", seed) for seed in (1, 2)]
+    names = [run_name("ppo_discrete.py", RESUME_ENV_ID, seed) for seed in (1, 2)]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setenv("WANDB_MODE", "disabled")
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(write_slow_envs(root)), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))  # the tasks inherit it
         try:
             return preempt(layout, names)
         finally:  # a failure half-way leaves no task of this sweep queued (a requeued one waits 120 s, then runs)
