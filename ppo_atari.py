@@ -326,6 +326,23 @@ def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str, repeat_
     return thunk
 
 
+def flatten_parameters(agent: nn.Module) -> torch.Tensor:
+    """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each parameter
+    and gradient a view of them with its own shape and strides (channels_last weights stay channels_last). Adam and
+    gradient clipping then run on one tensor instead of one per layer: with 13 tensors in the MLP agents they cost
+    about twice as much (230 against 104 us a minibatch, continuous agent). Backward adds into the gradient views
+    in place, so the gradients are zeroed, never set to None."""
+    parameters = list(agent.parameters())
+    flat_params = torch.zeros(sum(parameter.numel() for parameter in parameters), device=parameters[0].device)
+    flat_params.grad = torch.zeros_like(flat_params)
+    offset = 0
+    for parameter in parameters:
+        parameter.data = flat_params.as_strided(parameter.shape, parameter.stride(), offset).copy_(parameter.detach())
+        parameter.grad = flat_params.grad.as_strided(parameter.shape, parameter.stride(), offset)
+        offset += parameter.numel()
+    return flat_params
+
+
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     """Orthogonal weights with gain `std` and constant bias: the initialization of the PPO reference code."""
     torch.nn.init.orthogonal_(layer.weight, std)
@@ -792,8 +809,8 @@ def main(args: Args) -> None:
     )
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
     agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
-    parameters = list(agent.parameters())  # a list: given agent.parameters(), clip_grad_norm_ walks the module tree every minibatch
-    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
+    flat_params = flatten_parameters(agent)  # all parameters in one tensor, the agent's are views of it: one tensor for Adam and clipping
+    optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 
     # --- Storage: fixed-size rollout buffers ---
@@ -820,6 +837,8 @@ def main(args: Args) -> None:
     if checkpoint is not None:
         training = checkpoint["training"]
         agent.load_state_dict(checkpoint["model"])
+        if len(training["optimizer"]["state"]) != 1:  # checkpoints from before flatten_parameters: Adam state per layer
+            raise UsageError(f"{checkpoint['path']} holds Adam state for {len(training['optimizer']['state'])} parameter tensors, this script keeps 1 (flat); resume it with the version that wrote it")
         optimizer.load_state_dict(training["optimizer"])
         for name, normalizer in normalizers.items():
             if normalizer is not None:
@@ -932,9 +951,9 @@ def main(args: Args) -> None:
                     entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
 
-                    optimizer.zero_grad(set_to_none=True)
+                    flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
                     loss.backward()
-                    grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)  # global gradient-norm clipping; the norm before it
+                    grad_norm = nn.utils.clip_grad_norm_(flat_params, args.max_grad_norm)  # global gradient-norm clipping; the norm before it
                     optimizer.step()
 
                     with torch.no_grad():
