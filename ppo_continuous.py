@@ -709,6 +709,9 @@ def main(args: Args) -> None:
         checkpoint = load_model(args.resume, "checkpoint.pt")
         if "training" not in checkpoint:
             raise UsageError(f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt")
+        adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
+        if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
+            raise UsageError(f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script keeps it for 1 (flat); resume it with the version that wrote it")
         args = resume_args(args, checkpoint["args"])
         check_args(args)
     torch.set_num_threads(args.torch_threads)
@@ -803,8 +806,6 @@ def main(args: Args) -> None:
     if checkpoint is not None:
         training = checkpoint["training"]
         agent.load_state_dict(checkpoint["model"])
-        if len(training["optimizer"]["state"]) != 1:  # checkpoints from before flatten_parameters: Adam state per layer
-            raise UsageError(f"{checkpoint['path']} holds Adam state for {len(training['optimizer']['state'])} parameter tensors, this script keeps 1 (flat); resume it with the version that wrote it")
         optimizer.load_state_dict(training["optimizer"])
         for name, normalizer in normalizers.items():
             if normalizer is not None:

@@ -250,6 +250,7 @@ def fault_table():
             (script, "code in a pickle", lambda runs: ["--resume", str(runs / "malicious.pt")], "cannot read checkpoint"),
             (script, "foreign file", lambda runs: ["--resume", str(runs / "foreign.pt")], "not a checkpoint of this project"),
             (script, "another script's checkpoint", lambda runs, o=other: ["--resume", str(runs / o)], f"was written by {other[:-3]}.py"),
+            (script, "a checkpoint with Adam state per layer", lambda runs, s=script: ["--resume", str(runs / f"per-layer-adam-{s}.pt")], "holds Adam state for 2 parameter tensors"),
             (script, "a model without training state", lambda runs, s=script: ["--resume", str(runs / s / "model.pt")], "no training state"),
             (script, "resume with another env", lambda runs, s=script, e=wrong_env: ["--resume", str(runs / s), "--env-id", e], "differs from the checkpoint's"),
             (script, "resume with other sizes", lambda runs, s=script: ["--resume", str(runs / s), "--num-envs", "3"], "--num-envs 3 differs from the checkpoint's 2" if script != "ppo_continuous.py" else "--num-envs 3 differs from the checkpoint's 1"),
@@ -275,6 +276,11 @@ def make_bad_files(runs) -> None:
     (runs / "corrupted.pt").write_bytes(bytes(corrupted))
     torch.save({"script": "ppo_discrete", "format": 1, "payload": WritesAFileWhenUnpickled(str(runs / "pwned"))}, runs / "malicious.pt")
     torch.save({"weights": torch.zeros(3)}, runs / "foreign.pt")
+    for script in SCRIPTS:  # a checkpoint as written before the parameters were one flat tensor: Adam state per tensor
+        checkpoint = torch.load(runs / script / "checkpoint.pt", weights_only=True)
+        adam = checkpoint["training"]["optimizer"]
+        adam["state"], adam["param_groups"][0]["params"] = {0: adam["state"][0], 1: adam["state"][0]}, [0, 1]
+        torch.save(checkpoint, runs / f"per-layer-adam-{script}.pt")
 
 
 @pytest.mark.parametrize("script,case,make_args,message", fault_table(), ids=[f"{row[0][4:-3]}-{row[1].replace(' ', '-')}" for row in fault_table()])
