@@ -813,7 +813,7 @@ def main(args: Args) -> None:
     )
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
     agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
-    flat_params = flatten_parameters(agent)  # all parameters in one tensor, the agent's are views of it: one tensor for Adam and clipping
+    flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 

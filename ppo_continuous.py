@@ -779,7 +779,7 @@ def main(args: Args) -> None:
     # a raw observation the critic has never seen.
     obs_rms = RunningMeanStd(obs_shape) if args.norm_obs else None
     reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip) if args.norm_reward else None
-    flat_params = flatten_parameters(agent)  # all parameters in one tensor, the agent's are views of it: one tensor for Adam and clipping
+    flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
     normalizers = {"obs_rms": obs_rms, "reward_scaler": reward_scaler}  # running statistics a checkpoint keeps
 
