@@ -265,15 +265,21 @@ class Agent(nn.Module):
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).squeeze(-1)
 
+    def sample_action(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """a ~ pi(.|x), or its most likely action when deterministic. The rollout's per-step call: the actor and
+        the noise, nothing else (its log-probs are taken after the rollout, in one pass)."""
+        logits = self.actor(x)  # log pi(.|x) up to a constant per row, (batch, num_actions)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)  # Gumbel-max: argmax(logits - log E), E ~ Exp(1), is a sample of softmax(logits)
+
     def get_action(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
         """Returns action, log pi(action|x) and the distribution pi(.|x) itself, as its log-probabilities
-        (batch, num_actions); samples the action when none is given. All the rollout needs: no critic, no entropy.
+        (batch, num_actions); samples the action (sample_action) when none is given. No critic, no entropy.
         The categorical distribution is written out: torch.distributions.Categorical costs more than the MLPs."""
+        if action is None:
+            action = self.sample_action(x, deterministic)
         log_probs = torch.log_softmax(self.actor(x), dim=-1)  # log pi(.|x), (batch, num_actions)
-        if action is None and deterministic:
-            action = log_probs.argmax(dim=-1)
-        elif action is None:  # Gumbel-max trick: argmax(log pi - log E), E ~ Exp(1), is a sample from pi
-            action = (log_probs - torch.empty_like(log_probs).exponential_().log()).argmax(dim=-1)
         logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         return action, logprob, log_probs
 
@@ -592,7 +598,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     episodic_returns = []
     while len(episodic_returns) < episodes:
         with torch.inference_mode():
-            action, _, _ = agent.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic)
+            action = agent.sample_action(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
         if "final_info" in infos and "episode" in infos["final_info"]:
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
@@ -741,10 +747,8 @@ def main(args: Args) -> None:
                 for step in range(args.num_steps):
                     global_step += args.num_envs
                     obs[step] = next_obs
-                    action, logprob, dist = agent.get_action(next_obs)  # the actor alone: the critic is not needed to act
+                    action = agent.sample_action(next_obs)  # the actor alone: no critic, no log-prob per step
                     actions[step] = action
-                    logprobs[step] = logprob
-                    dists[step] = dist
 
                     next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
                     rewards[step] = reward
@@ -764,8 +768,10 @@ def main(args: Args) -> None:
                                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                                 writer.add_scalar("charts/episodic_length", episodic_length, global_step)
 
-                # V(s_t) of the whole rollout in one pass: cheaper than num_steps passes over num_envs rows
+                # V(s_t), log pi(a_t|s_t) and pi(.|s_t) of the whole rollout in one pass each: cheaper than num_steps
+                # passes over num_envs rows, and the same numbers (the policy does not change during the rollout)
                 values[:] = agent.get_value(obs)  # (num_steps, num_envs)
+                _, logprobs[:], dists[:] = agent.get_action(obs, actions)
 
             # ---------------- Advantages: GAE over the rollout ----------------
             with torch.inference_mode():
@@ -813,7 +819,10 @@ def main(args: Args) -> None:
 
                     flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
                     loss.backward()
-                    grad_norm = nn.utils.clip_grad_norm_(flat_params, args.max_grad_norm)  # global gradient-norm clipping; the norm before it
+                    # Global gradient-norm clipping, written out as clip_grad_norm_ computes it (whose bookkeeping costs 3 times
+                    # these two ops on one tensor): scaled by max_grad_norm / norm when the norm exceeds max_grad_norm
+                    grad_norm = torch.linalg.vector_norm(flat_params.grad)  # the norm before clipping, logged
+                    flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0))
                     optimizer.step()
 
                     with torch.no_grad():

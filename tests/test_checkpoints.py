@@ -96,17 +96,17 @@ def uninterrupted(tmp_path_factory):
     return scalars
 
 
-# Runs a script whose process sends itself SIGTERM from inside the update: at the N-th gradient clipping,
-# between backward() and the optimizer step of a minibatch.
+# Runs a script whose process sends itself SIGTERM from inside the update: at the N-th optimizer step, between
+# backward() and the parameter update of a minibatch.
 SIGTERM_IN_UPDATE = """
 import os, runpy, signal, sys, torch
-calls, real_clip, target = [], torch.nn.utils.clip_grad_norm_, int(sys.argv[1])
-def clip_and_maybe_signal(*args, **kwargs):
+calls, real_step, target = [], torch.optim.Adam.step, int(sys.argv[1])
+def step_and_maybe_signal(*args, **kwargs):
     calls.append(1)
     if len(calls) == target:
         os.kill(os.getpid(), signal.SIGTERM)
-    return real_clip(*args, **kwargs)
-torch.nn.utils.clip_grad_norm_ = clip_and_maybe_signal
+    return real_step(*args, **kwargs)
+torch.optim.Adam.step = step_and_maybe_signal
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

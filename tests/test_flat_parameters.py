@@ -1,7 +1,9 @@
 """flatten_parameters: the agent's parameters and gradients as views of one flat tensor, so that Adam and gradient
-clipping run on one tensor. Checked against the plain per-tensor optimizer step, an independent computation."""
+clipping run on one tensor. Checked against the plain per-tensor optimizer step and torch's clip_grad_norm_ over the
+list of parameters, an independent computation."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +19,20 @@ AGENTS = {
     "continuous": (ppo_continuous, lambda: ppo_continuous.Agent(3, 2), lambda: torch.randn(16, 3)),
     "atari": (ppo_atari, lambda: ppo_atari.Agent(4), lambda: torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)),
 }
+
+
+REPO = Path(__file__).resolve().parent.parent
+# The scripts' gradient clipping, written out (the lines of their update, checked to be there below)
+CLIPPING = (
+    "grad_norm = torch.linalg.vector_norm(flat_params.grad)",
+    "flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0))",
+)
+
+
+def clip_as_the_scripts_do(flat_params: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
+    grad_norm = torch.linalg.vector_norm(flat_params.grad)
+    flat_params.grad.mul_(torch.clamp(max_grad_norm / (grad_norm + 1e-6), max=1.0))
+    return grad_norm
 
 
 def loss_of(agent: nn.Module, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -51,7 +67,7 @@ def test_flat_parameters_are_views_and_train_like_per_tensor_adam(name):
             actions = agent.get_action_and_value(x)[0]
         flat_params.grad.zero_()
         loss_of(agent, x, actions).backward()
-        norm = nn.utils.clip_grad_norm_(flat_params, 0.5)
+        norm = clip_as_the_scripts_do(flat_params, 0.5)
         optimizer.step()
 
         reference_optimizer.zero_grad(set_to_none=True)
@@ -71,3 +87,29 @@ def test_flat_parameters_are_views_and_train_like_per_tensor_adam(name):
     x = make_input()
     with torch.no_grad():
         torch.testing.assert_close(fresh.get_value(x), agent.get_value(x))
+
+
+@pytest.mark.parametrize("script", ["ppo_discrete.py", "ppo_continuous.py", "ppo_atari.py"])
+def test_the_scripts_clip_as_tested(script):
+    """The clipping tested above is the scripts' own: its lines are in each script's update, in this order."""
+    lines = [line.split("#")[0].strip() for line in (REPO / script).read_text().splitlines()]
+    at = lines.index(CLIPPING[0])
+    assert lines[at + 1] == CLIPPING[1]
+    assert "clip_grad_norm_(" not in (REPO / script).read_text()  # no second, library clipping besides it
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_written_out_clipping_equals_clip_grad_norm(scale):
+    """Below the threshold the gradient is unchanged, above it scaled to the threshold: bit for bit what
+    torch.nn.utils.clip_grad_norm_ does to the same tensor, and the same norm returned."""
+    torch.manual_seed(0)
+    ours, library = nn.Parameter(torch.zeros(5000)), nn.Parameter(torch.zeros(5000))
+    gradient = torch.randn(5000) * scale  # norm about 71 * scale
+    ours.grad, library.grad = gradient.clone(), gradient.clone()
+    norm = clip_as_the_scripts_do(ours, 0.5)
+    library_norm = nn.utils.clip_grad_norm_(library, 0.5)
+    assert torch.equal(norm, library_norm) and torch.equal(ours.grad, library.grad)
+    if norm <= 0.5:
+        assert torch.equal(ours.grad, gradient)
+    else:
+        torch.testing.assert_close(torch.linalg.vector_norm(ours.grad), torch.tensor(0.5))

@@ -153,15 +153,21 @@ gym.register("RecordingBox-v0", entry_point=RecordingEnv)
 def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, monkeypatch, normalize):
     """The env receives clip(sample, low, high); the buffer holds the unclipped sample, and with one
     epoch of one minibatch the ratio is exactly 1 (observations were stored as the policy saw them)."""
-    sampled, scored = [], []
-    original = ppo_continuous.Agent.get_action  # the rollout samples with it, the update scores with it
+    sampled, scored_after_rollout, scored = [], [], []
+    original_sample, original_score = ppo_continuous.Agent.sample_action, ppo_continuous.Agent.get_action
 
-    def recording(self, x, action=None, deterministic=False):
-        result = original(self, x, action, deterministic)
-        (sampled if action is None else scored).append(result[0].detach().clone())
+    def recording_sample(self, x, deterministic=False):  # the rollout samples with it, step by step
+        action = original_sample(self, x, deterministic)
+        sampled.append(action.detach().clone())
+        return action
+
+    def recording_score(self, x, action=None, deterministic=False):  # all of a rollout after it, then each minibatch
+        result = original_score(self, x, action, deterministic)
+        (scored_after_rollout if result[0].dim() == 3 else scored).append(result[0].detach().clone())
         return result
 
-    monkeypatch.setattr(ppo_continuous.Agent, "get_action", recording)
+    monkeypatch.setattr(ppo_continuous.Agent, "sample_action", recording_sample)
+    monkeypatch.setattr(ppo_continuous.Agent, "get_action", recording_score)
     RecordingEnv.received, RecordingEnv.shown = [], []
     args = ppo_continuous.Args(
         env_id="RecordingBox-v0", total_timesteps=256, num_envs=1, num_steps=128, num_minibatches=1, update_epochs=1,
@@ -174,6 +180,8 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
     low, high = np.array([-0.1, -0.2]), np.array([0.1, 0.3])
     assert ((training_samples < low) | (training_samples > high)).mean() > 0.5  # most samples are out of bounds
     np.testing.assert_allclose(received, np.clip(training_samples, low, high), rtol=1e-6)
+    assert len(scored_after_rollout) == 2  # one pass over each rollout: (num_steps, num_envs, action_dim)
+    np.testing.assert_array_equal(torch.cat(scored_after_rollout).reshape(256, 2).double().numpy(), training_samples)
     scored_actions = torch.cat(scored).double().numpy()  # 2 updates x 1 minibatch of 128, shuffled
     for iteration in range(2):
         batch = training_samples[128 * iteration : 128 * (iteration + 1)]
