@@ -815,7 +815,8 @@ def main(args: Args) -> None:
                     # value loss L^VF (Eq. 9), clipped if clip_vloss: with the current epsilon, adapted or not, whatever the objective
                     v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], clip_coef, args.clip_vloss)
                     entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
-                    loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
+                    entropy_term = args.ent_coef * entropy_loss if args.ent_coef > 0 else 0.0  # at 0, no graph that backward would fill with zeros
+                    loss = pg_loss - entropy_term + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
 
                     flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
                     loss.backward()
