@@ -30,6 +30,7 @@ Preprocessing, innermost first (make_env):
   FrameStackObservation  the last 4 frames, (4, 84, 84) uint8
 """
 
+import copy
 import dataclasses
 import importlib
 import math
@@ -422,6 +423,16 @@ class Agent(nn.Module):
     def exact_kl(old_dist: torch.Tensor, new_dist: torch.Tensor) -> torch.Tensor:
         """KL(pi_old(.|s) || pi_new(.|s)) per state, from two distributions as get_action_and_value returns them."""
         return categorical_kl(old_dist, new_dist)
+
+    def for_rollout(self) -> "Agent":
+        """The agent to act with during one rollout: under bf16, a copy whose trunk weights are cast to bfloat16 once,
+        here, rather than by autocast in each of the rollout's num_steps small forward passes (a fifth of their time).
+        It computes the same bits, as autocast casts the same weights the same way; float32 acts with the agent itself."""
+        if not self.bf16:
+            return self
+        rollout_agent = copy.deepcopy(self)
+        rollout_agent.network.to(torch.bfloat16)
+        return rollout_agent
 
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
@@ -878,11 +889,12 @@ def main(args: Args) -> None:
 
             # ---------------- Rollout: num_steps steps in each of num_envs envs ----------------
             final_values.zero_()
+            rollout_agent = agent.for_rollout()  # bf16: the trunk cast once per rollout, not at every step
             with torch.inference_mode():  # no autograd while acting: entered once per rollout, not once per step
                 for step in range(args.num_steps):
                     global_step += args.num_envs
                     frames[step] = next_obs
-                    action, logprob, _, value, dist = agent.get_action_and_value(next_obs)
+                    action, logprob, _, value, dist = rollout_agent.get_action_and_value(next_obs)
                     actions[step] = action
                     logprobs[step] = logprob
                     dists[step] = dist
@@ -898,7 +910,7 @@ def main(args: Args) -> None:
                         truncated_only = truncations & ~terminations
                         if truncated_only.any():
                             final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only]), device=device)
-                            final_values[step, torch.as_tensor(truncated_only, device=device)] = agent.get_value(final_obs)
+                            final_values[step, torch.as_tensor(truncated_only, device=device)] = rollout_agent.get_value(final_obs)
                         if "episode" in infos["final_info"]:  # game over: full-game score and length
                             episode, finished = infos["final_info"]["episode"], infos["final_info"]["_episode"]
                             for episodic_return, episodic_length in zip(episode["r"][finished], episode["l"][finished]):

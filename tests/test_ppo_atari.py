@@ -255,6 +255,36 @@ def test_bfloat16_trunk_agrees_with_float32():
     assert (per_rollout_step - per_minibatch).abs().max() < 1e-3  # ratio 1 +- 0.1% before the first step (measured 1e-6)
 
 
+def test_rollout_copy_computes_the_same_bits():
+    """for_rollout() under bf16 is a snapshot of the agent with its trunk cast to bfloat16 once: on real frames it
+    samples the same actions (same noise) and returns the same log-probs, values and distributions, bit for bit, as
+    the agent under autocast; later updates of the agent do not reach an earlier snapshot; float32 acts with itself."""
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(num_actions=4, bf16=True)
+    with torch.no_grad():
+        agent.actor.weight.mul_(100.0)  # far from uniform, so that sampling depends on the log-probs
+    frames = breakout_frames(16)
+    rollout_agent = agent.for_rollout()
+    assert {p.dtype for p in rollout_agent.network.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in agent.parameters()} == {torch.float32}  # the agent that the update trains is untouched
+    assert rollout_agent.network[0].weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.manual_seed(1)
+        expected = agent.get_action_and_value(frames)
+        torch.manual_seed(1)
+        got = rollout_agent.get_action_and_value(frames)
+        assert expected[2].std() > 0  # not a degenerate comparison: the states' entropies differ
+        for name, a, b in zip(("action", "logprob", "entropy", "value", "dist"), expected, got):
+            assert a.dtype == b.dtype and torch.equal(a, b), name
+        assert torch.equal(agent.get_value(frames), rollout_agent.get_value(frames))
+        with torch.no_grad():
+            agent.network[0].weight.add_(0.01)  # an update
+        assert not torch.equal(agent.get_value(frames), rollout_agent.get_value(frames))
+        assert torch.equal(agent.get_value(frames), agent.for_rollout().get_value(frames))
+    agent32 = ppo_atari.Agent(num_actions=4)
+    assert agent32.for_rollout() is agent32
+
+
 def test_resuming_a_checkpoint_older_than_an_option_is_a_usage_error():
     """A checkpoint written before --precision existed has no such option: a one-line error, not a KeyError."""
     saved = dataclasses.asdict(ppo_atari.Args())
