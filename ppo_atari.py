@@ -425,9 +425,10 @@ class Agent(nn.Module):
         return categorical_kl(old_dist, new_dist)
 
     def for_rollout(self) -> "Agent":
-        """The agent to act with during one rollout: under bf16, a copy whose trunk weights are cast to bfloat16 once,
-        here, rather than by autocast in each of the rollout's num_steps small forward passes (a fifth of their time).
-        It computes the same bits, as autocast casts the same weights the same way; float32 acts with the agent itself."""
+        """The agent to act with in the rollouts: under bf16, a copy with its trunk weights in bfloat16, refreshed from
+        the agent before each rollout (load_state_dict casts them in place), rather than cast by autocast in each of the
+        rollout's num_steps small forward passes (a fifth of their time). It computes the same bits, as autocast casts
+        the same weights the same way. In float32 the agent acts itself."""
         if not self.bf16:
             return self
         rollout_agent = copy.deepcopy(self)
@@ -826,6 +827,7 @@ def main(args: Args) -> None:
     agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
     flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
+    rollout_agent = agent.for_rollout()  # acts in the rollouts (bf16: a copy whose trunk is bfloat16)
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
 
     # --- Storage: fixed-size rollout buffers ---
@@ -889,7 +891,8 @@ def main(args: Args) -> None:
 
             # ---------------- Rollout: num_steps steps in each of num_envs envs ----------------
             final_values.zero_()
-            rollout_agent = agent.for_rollout()  # bf16: the trunk cast once per rollout, not at every step
+            if rollout_agent is not agent:  # bf16: the trunk cast once per rollout, not at every step
+                rollout_agent.load_state_dict(agent.state_dict())
             with torch.inference_mode():  # no autograd while acting: entered once per rollout, not once per step
                 for step in range(args.num_steps):
                     global_step += args.num_envs

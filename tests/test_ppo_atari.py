@@ -256,9 +256,9 @@ def test_bfloat16_trunk_agrees_with_float32():
 
 
 def test_rollout_copy_computes_the_same_bits():
-    """for_rollout() under bf16 is a snapshot of the agent with its trunk cast to bfloat16 once: on real frames it
-    samples the same actions (same noise) and returns the same log-probs, values and distributions, bit for bit, as
-    the agent under autocast; later updates of the agent do not reach an earlier snapshot; float32 acts with itself."""
+    """for_rollout() under bf16 is a copy of the agent with its trunk cast to bfloat16: on real frames it samples the
+    same actions (same noise) and returns the same log-probs, values and distributions, bit for bit, as the agent
+    under autocast; an update of the agent reaches it through load_state_dict, still in bfloat16; float32 acts itself."""
     torch.manual_seed(0)
     agent = ppo_atari.Agent(num_actions=4, bf16=True)
     with torch.no_grad():
@@ -280,7 +280,9 @@ def test_rollout_copy_computes_the_same_bits():
         with torch.no_grad():
             agent.network[0].weight.add_(0.01)  # an update
         assert not torch.equal(agent.get_value(frames), rollout_agent.get_value(frames))
-        assert torch.equal(agent.get_value(frames), agent.for_rollout().get_value(frames))
+        rollout_agent.load_state_dict(agent.state_dict())  # as before each rollout
+        assert {p.dtype for p in rollout_agent.network.parameters()} == {torch.bfloat16}
+        assert torch.equal(agent.get_value(frames), rollout_agent.get_value(frames))
     agent32 = ppo_atari.Agent(num_actions=4)
     assert agent32.for_rollout() is agent32
 
