@@ -425,10 +425,10 @@ class Agent(nn.Module):
         return categorical_kl(old_dist, new_dist)
 
     def for_rollout(self) -> "Agent":
-        """The agent to act with in the rollouts: under bf16, a copy with its trunk weights in bfloat16, refreshed from
-        the agent before each rollout (load_state_dict casts them in place), rather than cast by autocast in each of the
-        rollout's num_steps small forward passes (a fifth of their time). It computes the same bits, as autocast casts
-        the same weights the same way. In float32 the agent acts itself."""
+        """The agent to act with in rollouts and evaluation: under bf16, a copy with its trunk weights in bfloat16 (the
+        training loop refreshes it before each rollout: load_state_dict casts them in place), rather than cast by autocast
+        in every small forward pass of a rollout (a fifth of its time). It computes the same bits, as autocast casts the
+        same weights the same way. In float32 the agent acts itself."""
         if not self.bf16:
             return self
         rollout_agent = copy.deepcopy(self)
@@ -736,6 +736,8 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     envs = gym.vector.SyncVectorEnv([make_env(env_id, 0, video_dir is not None, video_dir or "", repeat_action_probability)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent = Agent(int(envs.single_action_space.n), payload["args"].get("precision") == "bfloat16").to(device)
     agent.load_state_dict(payload["model"])
+    agent = agent.for_rollout()  # bf16: the trunk cast once, not at every step
+    torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
     obs, _ = envs.reset(seed=seed)
     episodic_returns = []
     while len(episodic_returns) < episodes:

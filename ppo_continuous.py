@@ -689,6 +689,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     obs_rms = RunningMeanStd.from_state_dict(payload["obs_rms"]) if payload["obs_rms"] is not None else None
     obs_clip = payload["args"]["obs_clip"]
     action_low, action_high = envs.action_space.low, envs.action_space.high
+    torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
     obs, _ = envs.reset(seed=seed)
     episodic_returns = []
     while len(episodic_returns) < episodes:

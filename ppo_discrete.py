@@ -594,6 +594,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     envs = gym.vector.SyncVectorEnv([make_env(env_id, 0, video_dir is not None, video_dir or "")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent = Agent(int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)).to(device)
     agent.load_state_dict(payload["model"])
+    torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
     obs, _ = envs.reset(seed=seed)
     episodic_returns = []
     while len(episodic_returns) < episodes:

@@ -263,6 +263,7 @@ def test_rollout_copy_computes_the_same_bits():
     agent = ppo_atari.Agent(num_actions=4, bf16=True)
     with torch.no_grad():
         agent.actor.weight.mul_(100.0)  # far from uniform, so that sampling depends on the log-probs
+    ppo_atari.flatten_parameters(agent)  # as in main: the parameters are views of one flat tensor
     frames = breakout_frames(16)
     rollout_agent = agent.for_rollout()
     assert {p.dtype for p in rollout_agent.network.parameters()} == {torch.bfloat16}
@@ -319,6 +320,8 @@ def test_evaluation_reports_full_game_raw_scores(raw_frame_rewards):
     returns = ppo_atari.evaluate(payload, 1, False, 0, torch.device("cpu"))
     # one game of three lives, raw score (50 points a treasure); the reset of the next game adds no-op frames only
     assert len(returns) == 1 and returns[0] == sum(raw_frame_rewards) > max(raw_frame_rewards) > 1
+    torch.manual_seed(1)  # whatever the process's random state, sampled actions repeat with the evaluation seed
+    assert ppo_atari.evaluate(payload, 1, False, 0, torch.device("cpu")) == returns
 
 
 # ---------------------------------------------------------------- end to end

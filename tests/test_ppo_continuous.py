@@ -305,6 +305,11 @@ def test_save_and_evaluate_with_the_frozen_normalization_statistics(tmp_path):
 
     returns = ppo_continuous.evaluate(payload, 2, True, 123, torch.device("cpu"))
     assert ppo_continuous.evaluate(payload, 2, True, 123, torch.device("cpu")) == returns  # frozen: evaluation repeats
+    sampled = []
+    for other_seed in (1, 2):  # whatever the process's random state, sampled actions repeat with the evaluation seed
+        torch.manual_seed(other_seed)
+        sampled.append(ppo_continuous.evaluate(payload, 2, False, 123, torch.device("cpu")))
+    assert sampled[0] == sampled[1] != returns  # and they are sampled: not the greedy returns
     for key, value in saved.items():  # evaluation neither updates nor replaces the saved statistics
         assert torch.equal(payload["obs_rms"][key], value) if torch.is_tensor(value) else payload["obs_rms"][key] == value
     fresh = dict(payload, obs_rms=ppo_continuous.RunningMeanStd((3,)).state_dict())

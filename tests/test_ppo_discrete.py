@@ -258,6 +258,12 @@ def test_save_evaluate_and_foreign_checkpoints(tmp_path):
     evaluation = run_script(SCRIPT, "--eval-checkpoint", str(model), "--eval-episodes", "4", "--eval-deterministic")
     assert evaluation.returncode == 0, evaluation.stderr
     assert "mean return" in evaluation.stdout and "over 4 episodes" in evaluation.stdout
+    loaded = ppo_discrete.load_model(str(model))
+    sampled = []
+    for other_seed in (1, 2):  # whatever the process's random state, sampled actions repeat with the evaluation seed
+        torch.manual_seed(other_seed)
+        sampled.append(ppo_discrete.evaluate(loaded, 6, False, 7, torch.device("cpu")))
+    assert sampled[0] == sampled[1] and len(set(sampled[0])) > 1  # six episodes, not all of one length
 
     payload = torch.load(model, weights_only=True)
     payload["script"] = "ppo_continuous"
