@@ -291,12 +291,8 @@ def update_statistics(minibatch_stats: list, minibatch_logratios: list, clip_coe
         logratios = torch.stack(minibatch_logratios)  # (num_updates, minibatch_size): all minibatches alike
         old_approx_kl, approx_kl = kl_estimators(logratios)
         clipfrac = ((logratios.exp() - 1.0).abs() > clip_coef).float().mean()  # against the current epsilon
-    return {
-        **stat_means,
-        "old_approx_kl": old_approx_kl.item(),
-        "approx_kl": approx_kl.item(),
-        "clipfrac": clipfrac.item(),
-    }
+    stat_means.update(old_approx_kl=old_approx_kl.item(), approx_kl=approx_kl.item(), clipfrac=clipfrac.item())
+    return stat_means
 
 
 def main(args: Args) -> None:
@@ -311,10 +307,7 @@ def main(args: Args) -> None:
     run_dir = run_directory(args, checkpoint)  # {output_dir}/{run_name}, made by start_tracking
 
     # --- Seeding ---
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)  # python, numpy and torch; cuDNN deterministic
     minibatch_rng = np.random.default_rng(args.seed)  # shuffles minibatches
 
     # --- Environments ---
@@ -473,7 +466,6 @@ def main(args: Args) -> None:
                 clip_coef = update_clip_coef(clip_coef, stat_means["exact_kl"], args.kl_target)
 
             # ---------------- Logging ----------------
-            sps = int(global_step / (time.time() - start_time))
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
             for name, mean in stat_means.items():
                 writer.add_scalar(f"losses/{name}", mean, global_step)
@@ -481,7 +473,7 @@ def main(args: Args) -> None:
             writer.add_scalar("charts/clip_coef", clip_coef, global_step)
             writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
             writer.add_scalar("charts/update_epochs_done", len(minibatch_stats) / args.num_minibatches, global_step)
-            writer.add_scalar("charts/SPS", sps, global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
             progress.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
 
             # ---------------- Checkpoint: every checkpoint_every iterations, at the end, on a signal ----------------
@@ -791,9 +783,7 @@ def save_checkpoint(
     writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
     training["recent_returns"] = list(training["recent_returns"])
     training.update(optimizer=optimizer.state_dict(), rng=rng_state(minibatch_rng), envs=env_state(envs))
-    normalizer_states = {
-        name: normalizer.state_dict() if normalizer is not None else None for name, normalizer in normalizers.items()
-    }
+    normalizer_states = {name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}
     extra = {"global_step": training["global_step"], **normalizer_states, "training": training}
     write_atomically(os.path.join(run_dir, "checkpoint.pt"), agent, args, extra)
     stop.last_checkpoint = training["iteration"]
@@ -803,9 +793,7 @@ def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writ
     """Write {run_dir}/model.pt (the agent, its options and the running statistics it was trained with), load it back
     as --eval-checkpoint would, and log its evaluation returns under eval/episodic_return."""
     model_path = os.path.join(run_dir, "model.pt")
-    normalizer_states = {
-        name: normalizer.state_dict() if normalizer is not None else None for name, normalizer in normalizers.items()
-    }
+    normalizer_states = {name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}
     write_atomically(model_path, agent, args, {"global_step": global_step, **normalizer_states})
     eval_returns = evaluate(
         load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 1_000_000, device
@@ -896,8 +884,7 @@ def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
     for name, normalizer in normalizers.items():
-        if normalizer is not None:
-            normalizer.load_state_dict(checkpoint[name])
+        load_normalizer_state(normalizer, checkpoint[name])
     if training["envs"] is not None:
         restore_env_state(envs, training["envs"])
         next_obs = training["next_obs"].to(next_obs.device)
@@ -909,6 +896,29 @@ def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_
         )
     restore_rng_state(training["rng"], minibatch_rng)
     return next_obs
+
+
+def normalizer_state(normalizer) -> Optional[dict]:
+    """The running statistics of an observation or reward normalizer (None: switched off) as checkpoint data: its
+    attributes, arrays as tensors, nested statistics as dicts."""
+    if normalizer is None:
+        return None
+    state = {}
+    for name, value in vars(normalizer).items():
+        if isinstance(value, (np.ndarray, np.generic)):
+            state[name] = torch.tensor(value)
+        else:
+            state[name] = normalizer_state(value) if hasattr(value, "__dict__") else value
+    return state
+
+
+def load_normalizer_state(normalizer, state: Optional[dict]) -> None:
+    """Put back what normalizer_state() saved, in place."""
+    for name, value in (state or {}).items():
+        if isinstance(value, dict):
+            load_normalizer_state(getattr(normalizer, name), value)
+        else:
+            setattr(normalizer, name, value.numpy().copy() if isinstance(value, torch.Tensor) else value)
 
 
 def encode_state(value):
@@ -1022,6 +1032,13 @@ def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
 def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
     """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
     envs.call("set_state", states)
+
+
+def seed_everything(seed: int, torch_deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
 
 
 def rng_state(minibatch_rng: np.random.Generator) -> dict:
