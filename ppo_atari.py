@@ -11,13 +11,10 @@ frame storage and the Atari defaults of the paper (Breakout, 8 envs x 128 steps,
     python ppo_atari.py --checkpoint-every 10      # then, after Ctrl-C, SIGTERM or a crash:
     python ppo_atari.py --resume runs/<run>        # continues exactly where the checkpoint left off
 
-Env ids: every game ale-py registers (the ROMs ship inside its wheel), as `ALE/<Game>-v5`,
-`<Game>NoFrameskip-v4`, `<Game>-v4` (and the v0 variants). Whatever the id, the emulator is made with
-frameskip=1: the wrapper skips 4 frames and max-pools the last two, so the id only chooses the game and
-its sticky-action probability (0.0 for v4 ids, 0.25 for v0 and v5 ids; --repeat-action-probability
-overrides it). The default, BreakoutNoFrameskip-v4, is the standard PPO setting (no sticky actions).
-Both v4 and v5 ids truncate a game at 108,000 frames (30 minutes, 27,000 agent steps): the truncation is
-bootstrapped like any time limit.
+Env ids: every game ale-py registers (ROMs inside its wheel): `ALE/<Game>-v5`, `<Game>NoFrameskip-v4`, `<Game>-v4`.
+The emulator is always made with frameskip=1 (the wrapper skips and max-pools), so the id chooses the game and
+its sticky-action probability (0.0 for v4 ids, the standard PPO setting; 0.25 for v5). Games are truncated at
+108,000 frames, bootstrapped like any time limit.
 
 Preprocessing, innermost first (make_env):
   AtariPreprocessing   no-op reset (1 to 30 NOOPs), frame skip 4 with max over the last two frames,
@@ -37,12 +34,13 @@ import math
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import sys
 import time
 import zipfile
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal, Optional
 
 import ale_py
@@ -53,54 +51,11 @@ import torch.nn as nn
 import tyro
 
 SCRIPT = "ppo_atari"
-CHECKPOINT_FORMAT = 1
 gym.register_envs(ale_py)  # the ALE/... and ...-v4 ids
 
 
 @dataclass
 class Args:
-    # --- Experiment ---
-    exp_name: str = SCRIPT
-    """name of the experiment, part of the run name"""
-    seed: int = 1
-    """seed of python, numpy, torch and the environments"""
-    torch_deterministic: bool = True
-    """make cuDNN deterministic (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use CUDA when it is available"""
-    torch_threads: int = 2
-    """torch CPU threads; one per free core is fastest for the CNN (use 1 on cores shared with other jobs), and results repeat exactly only at a fixed count"""
-    output_dir: str = "runs"
-    """TensorBoard events, saved model and evaluation results go to {output_dir}/{run_name}"""
-    run_name: Optional[str] = None
-    """run name; default {env_id}__{exp_name}__{seed}__{unix time}"""
-    track: bool = False
-    """log to Weights & Biases (works with WANDB_MODE=offline)"""
-    wandb_project_name: str = "ppo-reference"
-    """W&B project"""
-    wandb_entity: Optional[str] = None
-    """W&B entity (team or user)"""
-    capture_video: bool = False
-    """record videos of the first environment to videos/{run_name}"""
-    save_model: bool = False
-    """save the trained agent to {output_dir}/{run_name}/model.pt and evaluate it"""
-    progress_interval: float = 10.0
-    """seconds between progress lines on the console"""
-
-    # --- Evaluation ---
-    eval_checkpoint: Optional[str] = None
-    """evaluate this saved model instead of training"""
-    eval_episodes: int = 10
-    """number of evaluation episodes"""
-    eval_deterministic: bool = False
-    """evaluate with the most likely action (argmax; the mean of a Gaussian) instead of sampling"""
-
-    # --- Checkpoints ---
-    checkpoint_every: int = 0
-    """write {output_dir}/{run_name}/checkpoint.pt every this many iterations and at the end (0: only when stopped by SIGINT or SIGTERM)"""
-    resume: Optional[str] = None
-    """continue the run of this checkpoint (or run directory) exactly; options left at their defaults are the checkpoint's"""
-
     # --- Algorithm ---
     env_id: str = "BreakoutNoFrameskip-v4"
     """ale-py Atari id: ALE/<Game>-v5, <Game>NoFrameskip-v4, <Game>-v4; always made with frameskip=1"""
@@ -125,15 +80,15 @@ class Args:
     norm_adv: bool = True
     """normalize advantages per minibatch"""
     policy_objective: Literal["clip", "kl-adaptive", "kl-fixed", "none"] = "clip"
-    """policy surrogate, the paper's Table 1 variants: clip (Eq. 7); kl-adaptive (KL penalty, Eq. 8, beta adapted to kl_target); kl-fixed (Eq. 8, beta = kl_beta); none (unclipped, Eq. 6)"""
+    """policy surrogate (Table 1): clip (Eq. 7); kl-adaptive or kl-fixed (KL penalty, Eq. 8); none (Eq. 6)"""
     clip_coef: float = 0.1
-    """surrogate clipping coefficient (epsilon in Eq. 7), also the value clipping range; the initial one under adaptive_clip"""
+    """surrogate clipping coefficient (epsilon in Eq. 7), also the value clipping range (initial if adapted)"""
     adaptive_clip: bool = False
-    """adapt epsilon after each update from its exact KL: /1.5 above 1.5 kl_target, *1.5 below kl_target / 1.5, within [0.02, 0.5] (clip only)"""
+    """adapt epsilon to kl_target after each update (update_clip_coef; clip objective only)"""
     kl_target: float = 0.01
     """target KL d_targ of kl-adaptive and adaptive_clip (the paper's 0.01); not target_kl, the early stop"""
     kl_beta: float = 1.0
-    """KL penalty coefficient beta of Eq. 8: the constant of kl-fixed, the initial value of kl-adaptive (the paper's 1)"""
+    """KL penalty coefficient beta of Eq. 8: constant under kl-fixed, initial under kl-adaptive (the paper's 1)"""
     clip_vloss: bool = True
     """clip the value loss around the rollout's value estimates"""
     ent_coef: float = 0.01
@@ -144,109 +99,58 @@ class Args:
     """maximum global norm of the gradient"""
     target_kl: Optional[float] = None
     """stop the update early once the approximate KL of a minibatch exceeds this (off by default)"""
-
-    # --- Atari ---
     repeat_action_probability: Optional[float] = None
-    """sticky actions: probability that the emulator repeats the previous action on each frame; default: the
-    env id's own (0.0 for v4 ids, the standard PPO setting; 0.25 for ALE/...-v5 ids, Machado et al. 2018)"""
+    """sticky actions: probability the emulator repeats the previous action each frame; default: the env id's own
+    (0.0 for v4 ids, the standard PPO setting; 0.25 for ALE/...-v5 ids, Machado et al. 2018)"""
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    """arithmetic of the CNN trunk: bfloat16 runs it under autocast (heads, log-probs and values stay float32); auto picks bfloat16 where the hardware multiplies bf16 matrices natively (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32 elsewhere"""
+    """arithmetic of the CNN trunk: bfloat16 runs it under autocast (heads, log-probs and values stay float32);
+    auto picks bfloat16 where the hardware multiplies bf16 matrices natively (AMX, AVX512-BF16, CUDA), else float32"""
+    # --- Experiment ---
+    exp_name: str = SCRIPT
+    """name of the experiment, part of the run name"""
+    seed: int = 1
+    """seed of python, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_threads: int = 2
+    """torch CPU threads; one per free core is fastest for the CNN, and results repeat exactly only at a fixed count"""
+    output_dir: str = "runs"
+    """TensorBoard events, saved model and evaluation results go to {output_dir}/{run_name}"""
+    run_name: Optional[str] = None
+    """run name; default {env_id}__{exp_name}__{seed}__{unix time}"""
+    track: bool = False
+    """log to Weights & Biases (works with WANDB_MODE=offline)"""
+    wandb_project_name: str = "ppo-reference"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team or user)"""
+    capture_video: bool = False
+    """record videos of the first environment to videos/{run_name}"""
+    save_model: bool = False
+    """save the trained agent to {output_dir}/{run_name}/model.pt and evaluate it"""
+    progress_interval: float = 10.0
+    """seconds between progress lines on the console"""
     async_envs: bool = False
-    """step the envs in worker processes, one per env, in parallel (gymnasium's AsyncVectorEnv), for machines with cores to spare; default: one after another in this process (SyncVectorEnv), faster on 2 cores; the transitions are the same either way"""
-
-    # --- Computed at run time ---
-    batch_size: int = field(default=0, init=False)
-    """num_envs * num_steps"""
-    minibatch_size: int = field(default=0, init=False)
-    """batch_size // num_minibatches"""
-    num_iterations: int = field(default=0, init=False)
-    """total_timesteps // batch_size"""
+    """step the envs in worker processes (AsyncVectorEnv), for machines with cores to spare; default: in this
+    process (SyncVectorEnv), faster on 2 cores; the transitions are the same either way"""
+    # --- Evaluation ---
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved model instead of training"""
+    eval_episodes: int = 10
+    """number of evaluation episodes"""
+    eval_deterministic: bool = False
+    """evaluate with the most likely action (argmax; the mean of a Gaussian) instead of sampling"""
+    # --- Checkpoints ---
+    checkpoint_every: int = 0
+    """write checkpoint.pt in the run directory every this many iterations and at the end (0: only on a signal)"""
+    resume: Optional[str] = None
+    """continue the run of this checkpoint (or run directory) exactly; options left at default: the checkpoint's"""
 
     def __post_init__(self):
-        p = self.repeat_action_probability
-        if p is not None and not 0.0 <= p <= 1.0:
-            raise UsageError(f"--repeat-action-probability must be in [0, 1], got {p}")
         if self.precision == "auto":  # resolved here, so logs, checkpoints and resumed runs record what ran
             self.precision = "bfloat16" if bf16_matrix_units(self.cuda and torch.cuda.is_available()) else "float32"
-
-
-def bf16_matrix_units(cuda: bool) -> bool:
-    """Whether the hardware multiplies bfloat16 matrices natively: there, bf16 autocast runs the Nature CNN's forward and
-    backward pass faster than float32 (1.4-2x on a 2-core AMX Xeon, 1.6x on a 2-core AMD EPYC with AVX512-BF16: 74
-    against 121 ms a minibatch of 256, 2 threads); elsewhere it is emulated and slower."""
-    if cuda:
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()  # private, but torch's only queries for AMX and AVX512-BF16
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2, before anything is written."""
-
-
-class RunError(Exception):
-    """A run that cannot go on (a non-finite loss, a failed checkpoint write): one line on stderr, exit code 1;
-    the checkpoint written last is kept."""
-
-
-def check_args(args: Args) -> None:
-    """Reject inconsistent or out-of-range arguments before any environment is built."""
-    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads", "eval_episodes")
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if args.clip_coef <= 0:
-        raise UsageError(f"--clip-coef must be positive, got {args.clip_coef}")
-    if args.learning_rate <= 0:
-        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
-    for name in ("ent_coef", "vf_coef", "max_grad_norm", "kl_beta"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
-    if args.target_kl is not None and args.target_kl <= 0:
-        raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
-    if args.checkpoint_every < 0:
-        raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
-    if args.resume is not None and args.eval_checkpoint is not None:
-        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
-    if args.kl_target <= 0:
-        raise UsageError(f"--kl-target must be positive, got {args.kl_target}")
-    if args.adaptive_clip and args.policy_objective != "clip":
-        raise UsageError(f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {args.policy_objective}")
-    args.batch_size = args.num_envs * args.num_steps
-    if args.batch_size % args.num_minibatches != 0:
-        raise UsageError(f"--num-minibatches {args.num_minibatches} does not divide the batch of {args.batch_size} (num_envs * num_steps)")
-    args.minibatch_size = args.batch_size // args.num_minibatches
-    args.num_iterations = args.total_timesteps // args.batch_size
-    if args.num_iterations == 0:
-        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {args.batch_size}")
-
-
-def check_env(env_id: str) -> None:
-    """Reject an unknown env id, or one this script cannot run, naming the script that can."""
-    module, _, name = env_id.rpartition(":")
-    try:
-        if module:  # "module:EnvName-v0" imports a module that registers the env, as gym.make does
-            importlib.import_module(module)
-        spec = gym.spec(name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module!r} for env id {env_id!r}: {error}") from None
-    except gym.error.Error:
-        raise UsageError(f"unknown env id {env_id!r} (Atari ids look like ALE/Breakout-v5 or BreakoutNoFrameskip-v4)") from None
-    if spec.entry_point is not None and "ale_py" in str(spec.entry_point):
-        return  # an ale-py game: pixels and Discrete actions
-    try:
-        env = gym.make(env_id)
-    except Exception as error:  # a missing optional dependency, such as box2d or mujoco
-        raise UsageError(f"cannot make {env_id}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
-    action_space, observation_space = env.action_space, env.observation_space
-    env.close()
-    if isinstance(action_space, gym.spaces.Box):
-        raise UsageError(f"{env_id} has continuous actions ({action_space}): use ppo_continuous.py")
-    if isinstance(action_space, gym.spaces.Discrete) and isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1:
-        raise UsageError(f"{env_id} has vector observations, not Atari frames: use ppo_discrete.py")
-    raise UsageError(f"{env_id} is not an Atari game: this script runs ale-py envs only (ALE/<Game>-v5, <Game>NoFrameskip-v4)")
 
 
 class EpisodicLife(gym.Wrapper):
@@ -298,14 +202,20 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
-def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str, repeat_action_probability: Optional[float] = None):
+def make_env(
+    env_id: str, idx: int, capture_video: bool, video_dir: str, repeat_action_probability: Optional[float] = None
+):
     """A thunk that builds one Atari environment with the standard preprocessing, innermost wrapper first.
     The episode statistics sit below the life-loss and reward-clipping wrappers: they report full-game raw
     scores, and their lengths count agent steps (4 frames each) over the whole game."""
 
     def thunk() -> gym.Env:
-        if multiprocessing.parent_process() is not None:  # in an AsyncVectorEnv worker: Ctrl-C reaches the whole process
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # group, and the main process alone stops the run, with a checkpoint
+        if (
+            multiprocessing.parent_process() is not None
+        ):  # in an AsyncVectorEnv worker: Ctrl-C reaches the whole process
+            signal.signal(
+                signal.SIGINT, signal.SIG_IGN
+            )  # group, and the main process alone stops the run, with a checkpoint
         # frameskip=1: AtariPreprocessing skips frames (and max-pools); obs_type="grayscale": it reads the screen
         # itself, so the emulator's own per-frame observation is thrown away, and grayscale is the cheapest one
         kwargs = {"frameskip": 1, "obs_type": "grayscale"}
@@ -316,7 +226,9 @@ def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str, repeat_
             env = gym.wrappers.RecordVideo(env, video_dir)  # every emulator frame of full games
         else:
             env = gym.make(env_id, **kwargs)
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True)
+        env = gym.wrappers.AtariPreprocessing(
+            env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True
+        )
         env = gym.wrappers.RecordEpisodeStatistics(env)
         env = EpisodicLife(env)
         if "FIRE" in env.unwrapped.get_action_meanings():
@@ -326,23 +238,6 @@ def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str, repeat_
         return ResumableEnv(env, idx)  # outermost: checkpoints read and restore the env through it
 
     return thunk
-
-
-def flatten_parameters(agent: nn.Module) -> torch.Tensor:
-    """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each parameter
-    and gradient a view of them with its own shape and strides (channels_last weights stay channels_last). Adam and
-    gradient clipping then run on one tensor instead of one per layer: with 13 tensors in the MLP agents they cost
-    about twice as much (230 against 104 us a minibatch, continuous agent). Backward adds into the gradient views
-    in place, so the gradients are zeroed, never set to None."""
-    parameters = list(agent.parameters())
-    flat_params = torch.zeros(sum(parameter.numel() for parameter in parameters), device=parameters[0].device)
-    flat_params.grad = torch.zeros_like(flat_params)
-    offset = 0
-    for parameter in parameters:
-        parameter.data = flat_params.as_strided(parameter.shape, parameter.stride(), offset).copy_(parameter.detach())
-        parameter.grad = flat_params.grad.as_strided(parameter.shape, parameter.stride(), offset)
-        offset += parameter.numel()
-    return flat_params
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -369,17 +264,23 @@ class Agent(nn.Module):
             layer_init(nn.Linear(64 * 7 * 7, 512)),
             nn.ReLU(),
         )
-        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)  # policy head gain 0.01: near-uniform initial policy
+        self.actor = layer_init(
+            nn.Linear(512, num_actions), std=0.01
+        )  # policy head gain 0.01: near-uniform initial policy
         self.critic = layer_init(nn.Linear(512, 1), std=1.0)  # value head gain 1
         self.bf16 = bf16
-        self.to(memory_format=torch.channels_last)  # channels_last: the convolutions run faster on CPU, in float32 and bfloat16
+        self.to(
+            memory_format=torch.channels_last
+        )  # channels_last: the convolutions run faster on CPU, in float32 and bfloat16
 
     def scale(self, frames: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """uint8 frames (batch, 4, 84, 84) as the trunk takes them: scaled to [0, 1], channels_last, in bfloat16
         under bf16 (the values autocast would make of the float32 ones: each of the 256 levels rounds the same);
         written into `out`, a tensor an earlier call returned, when given."""
         if out is None:
-            out = torch.empty_like(frames, dtype=torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
+            out = torch.empty_like(
+                frames, dtype=torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last
+            )
         return out.copy_(frames).div_(255.0)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
@@ -412,23 +313,21 @@ class Agent(nn.Module):
         return self.policy(self.hidden(x), action, deterministic)
 
     def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
-        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and the distribution, from one pass through
-        the shared trunk: the rollout takes V(x) here, nearly free, rather than in a second pass as the MLP scripts do."""
+        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and pi's parameters, from one pass through the
+        shared trunk: the rollout takes V(x) here, nearly free (the MLP scripts take it in a second pass)."""
         hidden = self.hidden(x)
         action, logprob, log_probs = self.policy(hidden, action, deterministic)
         entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
         return action, logprob, entropy, self.critic(hidden).squeeze(-1), log_probs
 
     @staticmethod
-    def exact_kl(old_dist: torch.Tensor, new_dist: torch.Tensor) -> torch.Tensor:
-        """KL(pi_old(.|s) || pi_new(.|s)) per state, from two distributions as get_action_and_value returns them."""
-        return categorical_kl(old_dist, new_dist)
+    def exact_kl(old_params: torch.Tensor, new_params: torch.Tensor) -> torch.Tensor:
+        """KL(pi_old(.|s) || pi_new(.|s)) per state, from two policies' parameters as get_action returns them."""
+        return categorical_kl(old_params, new_params)
 
     def for_rollout(self) -> "Agent":
-        """The agent to act with in rollouts and evaluation: under bf16, a copy with its trunk weights in bfloat16 (the
-        training loop refreshes it before each rollout: load_state_dict casts them in place), rather than cast by autocast
-        in every small forward pass of a rollout (a fifth of its time). It computes the same bits, as autocast casts the
-        same weights the same way. In float32 the agent acts itself."""
+        """The agent to act with: under bf16 a copy whose trunk weights are bfloat16 (refreshed before each rollout),
+        not cast by autocast in every small forward pass; the same bits. In float32 the agent itself."""
         if not self.bf16:
             return self
         rollout_agent = copy.deepcopy(self)
@@ -444,11 +343,12 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
     Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
     replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
     (the state had a future), 0 when it terminated. Returns (advantages, returns = advantages + values)."""
+    rewards, dones = torch.as_tensor(rewards, device=values.device), torch.as_tensor(dones, device=values.device)
     next_values = torch.cat((values[1:], next_value.unsqueeze(0)))  # V(s_{t+1}) within the rollout
     next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
     deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
     decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
-    # The backward recursion runs in numpy: its three small ops per step cost about 1 us each there, 5 in torch
+    # The backward recursion runs in numpy: its three small ops per step cost about a fifth of torch's
     deltas, decay = deltas.cpu().numpy(), decay.cpu().numpy()
     advantages = np.zeros_like(deltas)
     lastgaelam = np.zeros_like(deltas[0])
@@ -468,9 +368,8 @@ def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_c
 
 
 def surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """Unclipped surrogate L^CPI, Eq. 6, negated: -E[r_t A_t]. Its gradient in log pi(a_t|s_t) is -r_t A_t / N per
-    sample: the policy gradient, importance-weighted; with K epochs and nothing to keep r_t near 1 ("no
-    clipping or penalty" in Table 1)."""
+    """Unclipped surrogate L^CPI, Eq. 6, negated: -E[r_t A_t], the importance-weighted policy gradient with nothing
+    to keep r_t near 1 ("no clipping or penalty" in Table 1)."""
     return -(ratio * advantages).mean()
 
 
@@ -497,10 +396,8 @@ def update_kl_beta(kl_beta: float, kl: float, kl_target: float) -> float:
 
 
 def update_clip_coef(clip_coef: float, kl: float, kl_target: float, low: float = 0.02, high: float = 0.5) -> float:
-    """Adaptive clip range (not in the paper: its beta rule turned around for epsilon): after an update that
-    measured the KL d, divide epsilon by 1.5 when d > d_targ * 1.5 (the policy moved too far), multiply it by 1.5
-    when d < d_targ / 1.5, and keep it in [low, high]: below 0.02 the clipped objective barely lets the policy move,
-    and 0.5 is well past the paper's largest setting, 0.3."""
+    """Adaptive clip range (not in the paper: its beta rule turned around): epsilon / 1.5 when d > d_targ * 1.5,
+    * 1.5 when d < d_targ / 1.5, kept in [0.02, 0.5], around the paper's settings (0.1 to 0.3)."""
     if kl > kl_target * 1.5:
         clip_coef = clip_coef / 1.5
     elif kl < kl_target / 1.5:
@@ -531,10 +428,553 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
     return float("nan") if var_targets == 0 else float(1.0 - (targets - predictions).var() / var_targets)
 
 
-def save_model(path: str, agent: Agent, args: Args, extra: dict) -> None:
+def update_statistics(minibatch_stats: list, minibatch_logratios: list, clip_coef: float) -> dict:
+    """Means over all minibatches of an update: what each recorded, the KL estimates k1, k3 and the clip fraction."""
+    with torch.no_grad():
+        per_minibatch = torch.stack([torch.stack(list(stats.values())) for stats in minibatch_stats])
+        stat_means = dict(zip(minibatch_stats[0], per_minibatch.mean(dim=0).tolist()))
+        logratios = torch.stack(minibatch_logratios)  # (num_updates, minibatch_size): all minibatches alike
+        old_approx_kl, approx_kl = kl_estimators(logratios)
+        clipfrac = ((logratios.exp() - 1.0).abs() > clip_coef).float().mean()  # against the current epsilon
+    stat_means.update(old_approx_kl=old_approx_kl.item(), approx_kl=approx_kl.item(), clipfrac=clipfrac.item())
+    return stat_means
+
+
+def main(args: Args) -> None:
+    args, checkpoint = resolve_args(args)  # checked; on --resume, the checkpoint's options and training state
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint is not None:
+        return evaluate_checkpoint(args, device)
+    batch_size = args.num_envs * args.num_steps  # N * T transitions per iteration
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+    run_dir = run_directory(args, checkpoint)  # {output_dir}/{run_name}, made by start_tracking
+
+    # --- Seeding ---
+    seed_everything(args.seed, args.torch_deterministic)  # python, numpy and torch; cuDNN deterministic
+    minibatch_rng = np.random.default_rng(args.seed)  # shuffles minibatches
+
+    # --- Environments ---
+    # SAME_STEP autoreset: a step that ends an episode returns the next episode's first observation and puts
+    # the final one in infos["final_obs"]. Every stored transition is real (the default NEXT_STEP mode would
+    # spend the following step on a reset whose action is ignored: a fake transition in the batch).
+    video_dir, sticky = f"videos/{os.path.basename(run_dir)}", args.repeat_action_probability
+    env_fns = [make_env(args.env_id, i, args.capture_video, video_dir, sticky) for i in range(args.num_envs)]
+    # --async-envs: the emulators step in worker processes, which pays only where there are cores to spare
+    vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
+    envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
+    agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
+    flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
+    optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not 1e-8
+    rollout_agent = agent.for_rollout()  # acts in the rollouts (bf16: a copy whose trunk is bfloat16)
+    normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes obs and rewards)
+
+    # --- Storage: fixed-size rollout buffers ---
+    # (num_steps, num_envs, 4, 84, 84) uint8 frames: 4x less memory than float32
+    frames = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)
+    obs = agent.scale(frames.flatten(0, 1))  # (batch_size, 4, 84, 84): the frames scaled as the update takes them
+    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    # the rollout policy's parameters, log pi(.|s) (num_steps, num_envs, num_actions): for the exact KL
+    policy_params = torch.zeros((args.num_steps, args.num_envs, envs.single_action_space.n), device=device)
+    # What the env returns stays in numpy until the rollout ends: a numpy store costs an eighth of a tensor store
+    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    dones = np.zeros((args.num_steps, args.num_envs), dtype=bool)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(final obs) where truncated
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(next_obs, device=device)  # uint8 frames: the network scales them
+
+    # --- Resume: everything the checkpoint holds goes back, so the run goes on as if it had never stopped ---
+    global_step, start_iteration, recent_returns = 0, 0, deque(maxlen=100)  # recent returns: for the progress line
+    kl_beta = args.kl_beta  # KL penalty coefficient (Eq. 8): adapted after each update under kl-adaptive
+    clip_coef = args.clip_coef  # clip epsilon (Eq. 7): adapted after each update under adaptive_clip
+    start_time = time.time()
+    if checkpoint is not None:
+        training = checkpoint["training"]
+        next_obs = restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs)
+        start_iteration, global_step = training["iteration"], training["global_step"]
+        kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
+        recent_returns.extend(training["recent_returns"])
+        start_time -= training["elapsed"]
+        print(f"resumed {run_dir} after iteration {start_iteration}/{num_iterations} (step {global_step:,})")
+
+    # --- Tracking: TensorBoard always, W&B on request ---
+    writer, wandb_id = start_tracking(args, run_dir, checkpoint)
+    progress = Progress(args.progress_interval, num_iterations, batch_size, start_time)
+
+    with StopOnSignal(run_dir, writer, envs, checkpoint) as stop:  # SIGINT/SIGTERM: stop after this iteration
+        for iteration in range(start_iteration + 1, num_iterations + 1):
+            if args.anneal_lr:  # linear learning-rate annealing from learning_rate to 0
+                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+            # ---------------- Rollout: num_steps steps in each of num_envs envs ----------------
+            final_values.zero_()
+            if rollout_agent is not agent:  # bf16: the trunk cast once per rollout, not at every step
+                rollout_agent.load_state_dict(agent.state_dict())
+            with torch.inference_mode():  # no autograd while acting: entered once per rollout, not once per step
+                for step in range(args.num_steps):
+                    global_step += args.num_envs
+                    frames[step] = next_obs
+                    action, logprob, _, value, params = rollout_agent.get_action_and_value(next_obs)  # one trunk pass
+                    actions[step], logprobs[step], values[step], policy_params[step] = action, logprob, value, params
+                    next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+                    rewards[step] = reward
+                    dones[step] = terminations | truncations  # a lost life is a termination
+                    next_obs = torch.as_tensor(next_obs, device=device)
+                    if "final_obs" in infos:
+                        # Time-limit truncation is not termination: bootstrap from V(final observation)
+                        truncated_only = truncations & ~terminations
+                        if truncated_only.any():
+                            final_obs = np.stack(infos["final_obs"][truncated_only])
+                            final_obs = torch.as_tensor(final_obs, device=device)
+                            truncated_envs = torch.as_tensor(truncated_only, device=device)
+                            final_values[step, truncated_envs] = rollout_agent.get_value(final_obs)
+                        if "episode" in infos["final_info"]:  # game over: full-game score and length
+                            episode, finished = infos["final_info"]["episode"], infos["final_info"]["_episode"]
+                            for episodic_return, episodic_length in zip(episode["r"][finished], episode["l"][finished]):
+                                recent_returns.append(float(episodic_return))
+                                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                                writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+                # Pixels scaled once per update, into the same buffer, not once per minibatch in each epoch
+                agent.scale(frames.flatten(0, 1), out=obs)
+
+            # ---------------- Advantages: GAE over the rollout ----------------
+            with torch.inference_mode():
+                next_value = agent.get_value(next_obs)
+            advantages, returns = compute_gae(
+                rewards, values, dones, final_values, next_value, args.gamma, args.gae_lambda
+            )
+
+            # Flatten the batch: (num_steps, num_envs, ...) -> (batch_size, ...)
+            b_obs = obs.reshape((-1,) + obs_shape)
+            b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
+            b_logprobs = logprobs.reshape(-1)
+            b_policy_params = policy_params.reshape((batch_size,) + policy_params.shape[2:])
+            b_advantages = advantages.reshape(-1)
+            b_returns = returns.reshape(-1)
+            b_values = values.reshape(-1)
+
+            # ---------------- Update: update_epochs epochs of shuffled minibatches ----------------
+            minibatch_stats, minibatch_logratios = [], []  # per minibatch: its losses and diagnostics; its log r_t
+            stop_early = False
+            for epoch in range(args.update_epochs):
+                batch_indices = torch.as_tensor(minibatch_rng.permutation(batch_size), device=device)  # shuffled
+                for start in range(0, batch_size, minibatch_size):
+                    mb_inds = batch_indices[start : start + minibatch_size]
+                    _, newlogprob, entropy, newvalue, new_policy_params = agent.get_action_and_value(
+                        b_obs[mb_inds], b_actions[mb_inds]
+                    )
+                    logratio = newlogprob - b_logprobs[mb_inds]
+                    ratio = logratio.exp()  # probability ratio r_t(theta), Eq. 6
+                    exact_kl = agent.exact_kl(b_policy_params[mb_inds], new_policy_params)  # KL[pi_old, pi] per state
+
+                    mb_advantages = b_advantages[mb_inds]
+                    if args.norm_adv:  # per-minibatch advantage normalization
+                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                    if args.policy_objective == "clip":
+                        pg_loss = clipped_surrogate_loss(ratio, mb_advantages, clip_coef)  # clipped surrogate, Eq. 7
+                    elif args.policy_objective == "none":  # unclipped surrogate L^CPI, Eq. 6: no trust region
+                        pg_loss = surrogate_loss(ratio, mb_advantages)
+                    else:  # kl-adaptive, kl-fixed: KL-penalized surrogate, Eq. 8
+                        pg_loss = kl_penalty_loss(ratio, mb_advantages, exact_kl, kl_beta)
+                    # value loss L^VF (Eq. 9), clipped if clip_vloss, with the current epsilon whatever the objective
+                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], clip_coef, args.clip_vloss)
+                    entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
+                    entropy_term = args.ent_coef * entropy_loss if args.ent_coef > 0 else 0.0  # at 0: not in the graph
+                    loss = pg_loss - entropy_term + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
+
+                    flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
+                    loss.backward()
+                    # Global gradient-norm clipping, clip_grad_norm_ written out (its bookkeeping costs 3x these ops)
+                    grad_norm = torch.linalg.vector_norm(flat_params.grad)  # the norm before clipping, logged
+                    flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0))
+                    optimizer.step()
+                    minibatch_stats.append({
+                        "policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(),
+                        "entropy": entropy_loss.detach(), "exact_kl": exact_kl.detach().mean(), "grad_norm": grad_norm,
+                    })  # fmt: skip
+                    minibatch_logratios.append(logratio.detach())
+                    if args.target_kl is not None and kl_estimators(logratio.detach())[1].item() > args.target_kl:
+                        stop_early = True  # KL early stop, per minibatch, on the k3 estimate
+                        break
+                if stop_early:
+                    break
+
+            # Diagnostics: means over every minibatch of the update, not the last minibatch's values
+            stat_means = update_statistics(minibatch_stats, minibatch_logratios, clip_coef)
+            stop_if_not_finite(stat_means, iteration, global_step, stop)  # before a NaN reaches a checkpoint
+
+            # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
+            # update: the mean of its minibatches' KLs, each taken before that minibatch's step (the paper's: after)
+            if args.policy_objective == "kl-adaptive":
+                kl_beta = update_kl_beta(kl_beta, stat_means["exact_kl"], args.kl_target)
+            if args.adaptive_clip:
+                clip_coef = update_clip_coef(clip_coef, stat_means["exact_kl"], args.kl_target)
+
+            # ---------------- Logging ----------------
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            for name, mean in stat_means.items():
+                writer.add_scalar(f"losses/{name}", mean, global_step)
+            writer.add_scalar("charts/kl_beta", kl_beta, global_step)  # beta and epsilon after adaptation: the next's
+            writer.add_scalar("charts/clip_coef", clip_coef, global_step)
+            writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
+            writer.add_scalar("charts/update_epochs_done", len(minibatch_stats) / args.num_minibatches, global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+            progress.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
+
+            # ---------------- Checkpoint: every checkpoint_every iterations, at the end, on a signal ----------------
+            if stop.requested or checkpoint_due(args.checkpoint_every, iteration, num_iterations):
+                save_checkpoint(run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop,
+                    iteration=iteration, global_step=global_step, elapsed=time.time() - start_time, next_obs=next_obs,
+                    recent_returns=recent_returns, kl_beta=kl_beta, clip_coef=clip_coef, wandb_id=wandb_id)  # fmt: skip
+            stop.exit_if_requested(iteration, num_iterations, global_step)
+
+    # --- Finish: summary line, saved model and its evaluation ---
+    print_summary(global_step, start_time, recent_returns, run_dir)
+    if args.save_model:
+        save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writer, device)
+    close_tracking(writer, args.track)
+
+
+# =====================================================================================================================
+# Everything below runs the job, not PPO: argument and env checks, run directory and tracking, checkpoints and resume,
+# env and RNG state, signals, evaluation, the progress line and a speed helper. main() calls each in one line.
+# =====================================================================================================================
+
+
+CHECKPOINT_FORMAT = 1  # the layout of checkpoint.pt and model.pt that this script reads and writes
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2, before anything is written."""
+
+
+class RunError(Exception):
+    """A run that cannot go on (a non-finite loss, a failed checkpoint write): one line on stderr, exit code 1;
+    the checkpoint written last is kept."""
+
+
+def check_args(args: Args) -> None:
+    """Reject inconsistent or out-of-range arguments before any environment is built."""
+    for option in dataclasses.fields(args):  # no NaN or infinity reaches a loss, a schedule or a timer
+        value = getattr(args, option.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{option.name.replace('_', '-')} must be a finite number, got {value}")
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads")
+    positive += ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "obs_clip", "reward_clip")
+    for name in (name for name in positive if hasattr(args, name)):  # obs_clip, reward_clip: ppo_continuous.py's
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    for name in ("ent_coef", "vf_coef", "kl_beta", "progress_interval"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    sticky = getattr(args, "repeat_action_probability", None)  # ppo_atari.py's
+    if sticky is not None and not 0.0 <= sticky <= 1.0:
+        raise UsageError(f"--repeat-action-probability must be in [0, 1], got {sticky}")
+    if args.target_kl is not None and args.target_kl <= 0:
+        raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
+    if not 0 <= args.seed <= 2**31 - 1:  # numpy takes seeds below 2**32, and env i gets seed + i
+        raise UsageError(f"--seed must be in [0, 2**31 - 1], got {args.seed}")
+    for name in ("exp_name", "run_name"):
+        value = getattr(args, name)
+        if value is not None and (value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value)):
+            raise UsageError(f"--{name.replace('_', '-')} {value!r} must be a name, not a path")
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
+    if args.resume is not None and args.eval_checkpoint is not None:
+        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
+    if args.adaptive_clip and args.policy_objective != "clip":
+        raise UsageError(
+            f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {args.policy_objective}"
+        )
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches != 0:
+        raise UsageError(
+            f"--num-minibatches {args.num_minibatches} does not divide the batch of {batch_size} (num_envs * num_steps)"
+        )
+    if args.total_timesteps < batch_size:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {batch_size}")
+    if args.track and args.eval_checkpoint is None:
+        check_wandb_login()
+
+
+def check_wandb_login() -> None:
+    """--track needs W&B credentials, or a mode that does without them; asked here, before anything is written,
+    rather than by wandb.init's prompt or traceback once the run directory exists."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return
+    import wandb
+
+    if not wandb.login(prompt=False, verify=False):
+        raise UsageError("--track needs a W&B login: run `wandb login`, or set WANDB_MODE=offline to log locally")
+
+
+def check_env(env_id: str) -> None:
+    """Reject an unknown env id, or one this script cannot run, naming the script that can."""
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:  # "module:EnvName-v0" imports a module that registers the env, as gym.make does
+            importlib.import_module(module)
+        spec = gym.spec(name)
+    except ImportError as error:
+        raise UsageError(f"cannot import {module!r} for env id {env_id!r}: {error}") from None
+    except gym.error.Error:
+        raise UsageError(
+            f"unknown env id {env_id!r} (Atari ids look like ALE/Breakout-v5 or BreakoutNoFrameskip-v4)"
+        ) from None
+    if spec.entry_point is not None and "ale_py" in str(spec.entry_point):
+        return  # an ale-py game: pixels and Discrete actions
+    try:
+        env = gym.make(env_id)
+    except Exception as error:  # a missing optional dependency, such as box2d or mujoco
+        raise UsageError(f"cannot make {env_id}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+    action_space, observation_space = env.action_space, env.observation_space
+    env.close()
+    if isinstance(action_space, gym.spaces.Box):
+        raise UsageError(f"{env_id} has continuous actions ({action_space}): use ppo_continuous.py")
+    if (
+        isinstance(action_space, gym.spaces.Discrete)
+        and isinstance(observation_space, gym.spaces.Box)
+        and len(observation_space.shape) == 1
+    ):
+        raise UsageError(f"{env_id} has vector observations, not Atari frames: use ppo_discrete.py")
+    raise UsageError(
+        f"{env_id} is not an Atari game: this script runs ale-py envs only (ALE/<Game>-v5, <Game>NoFrameskip-v4)"
+    )
+
+
+def resolve_args(args: Args) -> tuple:
+    """The options of this run, checked, and the checkpoint to resume (None for a new run): on --resume, the
+    checkpoint's options, with those given on the command line that a resumed run may change (resume_args)."""
+    check_args(args)
+    checkpoint = None
+    if args.resume is not None:
+        checkpoint = load_checkpoint(args.resume)
+        args = resume_args(args, checkpoint["args"])
+        check_args(args)
+    if args.eval_checkpoint is None:
+        check_env(args.env_id)
+    return args, checkpoint
+
+
+# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
+RESUME_MAY_CHANGE = (
+    "total_timesteps", "torch_threads", "cuda", "async_envs", "track", "wandb_project_name", "wandb_entity",
+    "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic",
+)  # fmt: skip
+
+
+def resume_args(args: Args, saved: dict) -> Args:
+    """The options of a resumed run: the checkpoint's, except those given on the command line that may change.
+    An option left at its default is taken from the checkpoint; one that contradicts it is an error."""
+    defaults, merged = Args(), {}
+    for option in dataclasses.fields(Args):
+        name, given = option.name, getattr(args, option.name)
+        if name in ("resume", "eval_checkpoint"):
+            continue
+        if (
+            name not in saved and name in RESUME_MAY_CHANGE
+        ):  # an option newer than the checkpoint that does not change results
+            merged[name] = given
+            continue
+        if name not in saved:  # written by an older version of the script, before this option existed
+            raise UsageError(
+                f"the checkpoint predates --{name.replace('_', '-')}; "
+                f"resume it with the version of {SCRIPT}.py that wrote it"
+            )
+        if given == getattr(defaults, name) or given == saved[name]:
+            merged[name] = saved[name]
+        elif name in RESUME_MAY_CHANGE:
+            merged[name] = given
+        else:
+            may_change = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
+            raise UsageError(
+                f"--{name.replace('_', '-')} {given} differs from the checkpoint's {saved[name]}; "
+                "a resumed run keeps it "
+                f"(what may change: {may_change})"
+            )
+    return Args(**merged, resume=args.resume)
+
+
+def run_directory(args: Args, checkpoint: Optional[dict]) -> str:
+    """Where the run writes: a resumed run goes on in its own directory, wherever that has moved; a new one gets
+    {output_dir}/{run_name}, which must not exist yet (start_tracking makes it)."""
+    if checkpoint is not None:
+        return os.path.dirname(checkpoint["path"])
+    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join(args.output_dir, run_name)
+    if os.path.exists(run_dir):
+        raise UsageError(f"{run_dir} already exists; pick another --run-name, or --resume it (nothing was overwritten)")
+    return run_dir
+
+
+def start_tracking(args: Args, run_dir: str, checkpoint: Optional[dict]) -> tuple:
+    """Make the run directory (a new run) and open its TensorBoard writer, and W&B with --track; returns the
+    writer and the W&B run id. A new run's directory is removed again if this fails: no empty run is left."""
+    new_run = checkpoint is None
+    if new_run:
+        try:
+            os.makedirs(run_dir)
+        except OSError as error:
+            raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
+    try:
+        wandb_id = checkpoint["training"]["wandb_id"] if checkpoint is not None else None
+        if args.track:
+            import wandb
+
+            wandb_id = wandb.init(
+                project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=asdict(args),
+                name=os.path.basename(run_dir), dir=run_dir, save_code=True, id=wandb_id, resume="allow",
+            ).id  # fmt: skip
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: TensorBoard drops what an earlier process logged after the checkpoint: no step is logged twice
+        writer = SummaryWriter(run_dir, purge_step=checkpoint["training"]["global_step"] + 1 if not new_run else None)
+        if new_run:
+            table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
+            writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    except BaseException as error:
+        if new_run:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(error, Exception) and not isinstance(error, (UsageError, RunError)):
+            raise RunError(f"cannot start tracking: {type(error).__name__}: {str(error).splitlines()[0]}") from error
+        raise
+    return writer, wandb_id
+
+
+def close_tracking(writer, track: bool) -> None:
+    writer.close()
+    if track:
+        sys.modules["wandb"].finish()
+
+
+class StopOnSignal:
+    """The training loop's context: SIGINT (Ctrl-C) and SIGTERM (kill, Slurm preemption or time limit) ask the run
+    to stop after the iteration in progress, with a checkpoint; a second signal stops it at once. However the loop
+    ends, the TensorBoard events reach the disk, the envs are closed and the signal handlers are put back."""
+
+    def __init__(self, run_dir: str, writer, envs: gym.vector.VectorEnv, checkpoint: Optional[dict]):
+        self.run_dir, self.writer, self.envs = run_dir, writer, envs
+        # the iteration of the checkpoint written last, if any: what an interrupted or failed run can resume from
+        self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None
+        self.signum, self.previous_handlers = None, {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.signum = signum
+        message = (
+            f"{signal.Signals(signum).name}: stopping with a checkpoint after this iteration "
+            "(signal again to stop at once)\n"
+        )
+        os.write(2, message.encode())  # print is not safe in a handler
+
+    def __enter__(self) -> "StopOnSignal":
+        self.previous_handlers = {
+            signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        return self
+
+    def exit_if_requested(self, iteration: int, num_iterations: int, global_step: int) -> None:
+        if self.requested:
+            name = signal.Signals(self.signum).name
+            print(
+                f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), checkpoint "
+                f"{os.path.join(self.run_dir, 'checkpoint.pt')}; "
+                f"resume with: python {SCRIPT}.py --resume {self.run_dir}",
+                file=sys.stderr,
+            )
+            raise SystemExit(128 + self.signum)
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            if exc_type is KeyboardInterrupt:
+                resume = (
+                    f"; resume from iteration {self.last_checkpoint} with: python {SCRIPT}.py --resume {self.run_dir}"
+                )
+                print(
+                    f"interrupted; TensorBoard events so far are in {self.run_dir}"
+                    + (resume if self.last_checkpoint else ""),
+                    file=sys.stderr,
+                )
+            if exc_type is not None:
+                self.writer.close()
+        finally:
+            self.envs.close()
+            for signum, handler in self.previous_handlers.items():
+                signal.signal(signum, handler)
+
+
+def stop_if_not_finite(stat_means: dict, iteration: int, global_step: int, stop: StopOnSignal) -> None:
+    """A NaN or infinite loss or gradient norm ends the run before it reaches the envs or a checkpoint."""
+    for name, mean in stat_means.items():
+        if not math.isfinite(mean):
+            if stop.last_checkpoint:
+                path = os.path.join(stop.run_dir, "checkpoint.pt")
+                kept = f"the last checkpoint, {path} (iteration {stop.last_checkpoint}), is kept"
+            else:
+                kept = "no checkpoint was written (see --checkpoint-every)"
+            raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
+
+
+def checkpoint_due(checkpoint_every: int, iteration: int, num_iterations: int) -> bool:
+    """Whether --checkpoint-every asks for a checkpoint after this iteration: every checkpoint_every, and the last."""
+    return checkpoint_every > 0 and (iteration % checkpoint_every == 0 or iteration == num_iterations)
+
+
+def save_checkpoint(
+    run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop, **training
+) -> None:
+    """Write {run_dir}/checkpoint.pt: the model, the options and everything the training loop needs to go on exactly
+    (`training`: iteration, step, elapsed time, next observation, recent returns, beta and epsilon, W&B id), plus
+    the Adam moments and step counts, the RNG states, the env states and the running statistics."""
+    writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
+    training["recent_returns"] = list(training["recent_returns"])
+    training.update(optimizer=optimizer.state_dict(), rng=rng_state(minibatch_rng), envs=env_state(envs))
+    normalizer_states = {name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}
+    extra = {"global_step": training["global_step"], **normalizer_states, "training": training}
+    write_atomically(os.path.join(run_dir, "checkpoint.pt"), agent, args, extra)
+    stop.last_checkpoint = training["iteration"]
+
+
+def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writer, device) -> None:
+    """Write {run_dir}/model.pt (the agent, its options and the running statistics it was trained with), load it back
+    as --eval-checkpoint would, and log its evaluation returns under eval/episodic_return."""
+    model_path = os.path.join(run_dir, "model.pt")
+    normalizer_states = {name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}
+    write_atomically(model_path, agent, args, {"global_step": global_step, **normalizer_states})
+    eval_returns = evaluate(
+        load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 1_000_000, device
+    )
+    for episode_index, episodic_return in enumerate(eval_returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
+    print(
+        f"saved {model_path}; evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} "
+        f"over {len(eval_returns)} episodes"
+    )
+
+
+def write_atomically(path: str, agent: nn.Module, args: Args, extra: dict) -> None:
     """Write the model (and whatever `extra` holds) atomically: a temporary file, then a rename, so a crash or
     kill -9 during the write leaves the previous file intact, never half a file."""
-    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args), "model": agent.state_dict(), **extra}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "script": SCRIPT,
+        "env_id": args.env_id,
+        "args": asdict(args),
+        "model": agent.state_dict(),
+        **extra,
+    }
     tmp_path = f"{path}.tmp"
     try:
         torch.save(payload, tmp_path)
@@ -545,7 +985,29 @@ def save_model(path: str, agent: Agent, args: Args, extra: dict) -> None:
         raise RunError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def load_model(path: str, file_name: str = "model.pt") -> dict:
+def load_model(path: str) -> dict:
+    """A saved model (model.pt, or a run directory holding one), checked to be one of this script's."""
+    return read_payload(path, "model.pt")
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint to resume (checkpoint.pt, or a run directory holding one), checked to hold the training state
+    this script keeps."""
+    checkpoint = read_payload(path, "checkpoint.pt")
+    if "training" not in checkpoint:
+        raise UsageError(
+            f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt"
+        )
+    adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
+    if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
+        raise UsageError(
+            f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script keeps it for 1 "
+            "(flat); resume it with the version that wrote it"
+        )
+    return checkpoint
+
+
+def read_payload(path: str, file_name: str) -> dict:
     """Load a saved model or checkpoint safely (weights_only: no code runs from the file) and check it is one of
     ours; a directory stands for the file `file_name` in it."""
     if os.path.isdir(path):
@@ -555,14 +1017,14 @@ def load_model(path: str, file_name: str = "model.pt") -> dict:
     try:  # torch.load does not check the zip entries' CRC-32: damage inside a tensor would load silently
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except Exception as error:
-        raise UsageError(f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
-    if damaged is not None:
-        raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
-    try:
+        if damaged is not None:
+            raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except UsageError:
+        raise
     except Exception as error:
-        raise UsageError(f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise UsageError(f"cannot read checkpoint {path}: {type(error).__name__}: {first_line}") from None
     if not isinstance(payload, dict) or "script" not in payload or "format" not in payload:
         raise UsageError(f"{path} is not a checkpoint of this project")
     if payload["script"] != SCRIPT:
@@ -573,31 +1035,48 @@ def load_model(path: str, file_name: str = "model.pt") -> dict:
     return payload
 
 
-# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
-RESUME_MAY_CHANGE = ("total_timesteps", "torch_threads", "cuda", "async_envs", "track", "wandb_project_name", "wandb_entity", "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic")
+def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs):
+    """Put back what save_checkpoint() wrote into the freshly built agent, optimizer, statistics, envs and RNGs;
+    returns the observation the run goes on from."""
+    training = checkpoint["training"]
+    agent.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(training["optimizer"])
+    for name, normalizer in normalizers.items():
+        load_normalizer_state(normalizer, checkpoint[name])
+    if training["envs"] is not None:
+        restore_env_state(envs, training["envs"])
+        next_obs = training["next_obs"].to(next_obs.device)
+    else:
+        print(
+            f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
+            "the resumed run starts new episodes",
+            file=sys.stderr,
+        )
+    restore_rng_state(training["rng"], minibatch_rng)
+    return next_obs
 
 
-def resume_args(args: Args, saved: dict) -> Args:
-    """The options of a resumed run: the checkpoint's, except those given on the command line that may change.
-    An option left at its default is taken from the checkpoint; one that contradicts it is an error."""
-    defaults, merged = Args(), {}
-    for option in dataclasses.fields(Args):
-        name, given = option.name, getattr(args, option.name)
-        if not option.init or name in ("resume", "eval_checkpoint"):
-            continue
-        if name not in saved and name in RESUME_MAY_CHANGE:  # an option newer than the checkpoint that does not change results
-            merged[name] = given
-            continue
-        if name not in saved:  # written by an older version of the script, before this option existed
-            raise UsageError(f"the checkpoint predates --{name.replace('_', '-')}; resume it with the version of {SCRIPT}.py that wrote it")
-        if given == getattr(defaults, name) or given == saved[name]:
-            merged[name] = saved[name]
-        elif name in RESUME_MAY_CHANGE:
-            merged[name] = given
+def normalizer_state(normalizer) -> Optional[dict]:
+    """The running statistics of an observation or reward normalizer (None: switched off) as checkpoint data: its
+    attributes, arrays as tensors, nested statistics as dicts."""
+    if normalizer is None:
+        return None
+    state = {}
+    for name, value in vars(normalizer).items():
+        if isinstance(value, (np.ndarray, np.generic)):
+            state[name] = torch.tensor(value)
         else:
-            flag = f"--{name.replace('_', '-')}"
-            raise UsageError(f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it (what may change: {', '.join('--' + n.replace('_', '-') for n in RESUME_MAY_CHANGE)})")
-    return Args(**merged, resume=args.resume)
+            state[name] = normalizer_state(value) if hasattr(value, "__dict__") else value
+    return state
+
+
+def load_normalizer_state(normalizer, state: Optional[dict]) -> None:
+    """Put back what normalizer_state() saved, in place."""
+    for name, value in (state or {}).items():
+        if isinstance(value, dict):
+            load_normalizer_state(getattr(normalizer, name), value)
+        else:
+            setattr(normalizer, name, value.numpy().copy() if isinstance(value, torch.Tensor) else value)
 
 
 def encode_state(value):
@@ -627,7 +1106,10 @@ def decode_state(data, current=None):
         array = data["ndarray"].numpy().copy()
         return array[()] if data["scalar"] else array
     if "generator" in data:
-        generator = current if isinstance(current, np.random.Generator) else np.random.Generator(getattr(np.random, data["generator"]["bit_generator"])())
+        if isinstance(current, np.random.Generator):
+            generator = current
+        else:
+            generator = np.random.Generator(getattr(np.random, data["generator"]["bit_generator"])())
         generator.bit_generator.state = data["generator"]
         return generator
     if "deque" in data:
@@ -667,9 +1149,12 @@ class ResumableEnv(gym.Wrapper):
                     except TypeError:  # not plain data: spaces, specs, functions, the emulator and simulator handles
                         pass
             if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is layer.unwrapped:
-                fields["ale state"] = torch.frombuffer(bytearray(layer.ale.cloneState(include_rng=True).serialize()), dtype=torch.uint8)
+                ale_state = layer.ale.cloneState(include_rng=True).serialize()
+                fields["ale state"] = torch.frombuffer(bytearray(ale_state), dtype=torch.uint8)
             if type(getattr(layer, "data", None)).__name__ == "MjData":
-                fields["mujoco data"] = {name: torch.from_numpy(getattr(layer.data, name).copy()) for name in dir(layer.data) if not name.startswith("_") and isinstance(getattr(layer.data, name), np.ndarray)}
+                arrays = [name for name in dir(layer.data) if not name.startswith("_")]
+                arrays = [name for name in arrays if isinstance(getattr(layer.data, name), np.ndarray)]
+                fields["mujoco data"] = {name: torch.from_numpy(getattr(layer.data, name).copy()) for name in arrays}
                 fields["mujoco time"] = layer.data.time
             layers.append(fields)
             if layer is layer.unwrapped:
@@ -687,7 +1172,7 @@ class ResumableEnv(gym.Wrapper):
                 elif name == "mujoco data":
                     for array_name, array in data.items():
                         target = getattr(layer.data, array_name)
-                        if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed by the next step
+                        if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed
                             target[...] = array.numpy()
                 elif name == "mujoco time":
                     layer.data.time = data
@@ -705,6 +1190,13 @@ def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
 def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
     """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
     envs.call("set_state", states)
+
+
+def seed_everything(seed: int, torch_deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
 
 
 def rng_state(minibatch_rng: np.random.Generator) -> dict:
@@ -728,12 +1220,31 @@ def restore_rng_state(state: dict, minibatch_rng: np.random.Generator) -> None:
     minibatch_rng.bit_generator.state = state["minibatch"]
 
 
-def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device, video_dir: Optional[str] = None) -> list:
+def evaluate_checkpoint(args: Args, device: torch.device) -> None:
+    """--eval-checkpoint: play --eval-episodes episodes with a saved model and print their mean return."""
+    payload = load_model(args.eval_checkpoint)
+    check_env(payload["env_id"])
+    video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
+    returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device, video_dir)
+    print(
+        f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+        f"over {len(returns)} episodes "
+        f"({'greedy' if args.eval_deterministic else 'sampled'} actions)"
+        + (f"; videos in {video_dir}" if video_dir else "")
+    )
+
+
+def evaluate(
+    payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device, video_dir: Optional[str] = None
+) -> list:
     """Play `episodes` full games with a saved agent, under the wrappers it was trained with; returns their
     scores (all lives, unclipped rewards). With a video_dir, records games 0, 1, 8, 27, ... there."""
     env_id = payload["env_id"]
     repeat_action_probability = payload["args"].get("repeat_action_probability")
-    envs = gym.vector.SyncVectorEnv([make_env(env_id, 0, video_dir is not None, video_dir or "", repeat_action_probability)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(env_id, 0, video_dir is not None, video_dir or "", repeat_action_probability)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
     agent = Agent(int(envs.single_action_space.n), payload["args"].get("precision") == "bfloat16").to(device)
     agent.load_state_dict(payload["model"])
     agent = agent.for_rollout()  # bf16: the trunk cast once, not at every step
@@ -744,10 +1255,51 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
         with torch.inference_mode():
             action, _, _ = agent.get_action(torch.as_tensor(obs, device=device), deterministic=deterministic)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
-        if "final_info" in infos and "episode" in infos["final_info"]:  # only at game over: a lost life has no "episode"
+        if (
+            "final_info" in infos and "episode" in infos["final_info"]
+        ):  # only at game over: a lost life has no "episode"
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
     envs.close()
     return episodic_returns[:episodes]
+
+
+class Progress:
+    """The console line: step, SPS, mean recent return, elapsed and remaining time, every `interval` seconds and
+    after the last iteration."""
+
+    def __init__(self, interval: float, num_iterations: int, batch_size: int, start_time: float):
+        self.interval, self.num_iterations, self.batch_size, self.start_time = (
+            interval,
+            num_iterations,
+            batch_size,
+            start_time,
+        )
+        self.last_line = time.time()
+
+    def report(self, iteration: int, global_step: int, recent_returns: deque) -> None:
+        now = time.time()
+        if now - self.last_line < self.interval and iteration != self.num_iterations:
+            return
+        self.last_line = now
+        sps = int(global_step / (now - self.start_time))
+        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        eta = (self.num_iterations - iteration) * self.batch_size / max(sps, 1)
+        print(
+            f"step {global_step:>9,}/{self.num_iterations * self.batch_size:,} "
+            f"({100 * iteration / self.num_iterations:3.0f}%) | SPS {sps:>6,} "
+            f"| return (last {len(recent_returns)}) {recent} | elapsed {format_seconds(now - self.start_time)} "
+            f"| left {format_seconds(eta)}",
+            flush=True,
+        )
+
+
+def print_summary(global_step: int, start_time: float, recent_returns: deque, run_dir: str) -> None:
+    elapsed = time.time() - start_time
+    recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
+    print(
+        f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
+        f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}"
+    )
 
 
 def format_seconds(seconds: float) -> str:
@@ -755,324 +1307,28 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def main(args: Args) -> None:
-    check_args(args)
-    checkpoint = None
-    if args.resume is not None:  # the run's options come from its checkpoint (see resume_args)
-        checkpoint = load_model(args.resume, "checkpoint.pt")
-        if "training" not in checkpoint:
-            raise UsageError(f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt")
-        adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
-        if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
-            raise UsageError(f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script keeps it for 1 (flat); resume it with the version that wrote it")
-        args = resume_args(args, checkpoint["args"])
-        check_args(args)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+def flatten_parameters(agent: nn.Module) -> torch.Tensor:
+    """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each parameter
+    and gradient a view of them with its own shape and strides (channels_last weights stay channels_last). Adam and
+    gradient clipping then run on one tensor instead of one per layer, at about half the cost (docs/performance.md).
+    Backward adds into the gradient views in place, so the gradients are zeroed, never set to None."""
+    parameters = list(agent.parameters())
+    flat_params = torch.zeros(sum(parameter.numel() for parameter in parameters), device=parameters[0].device)
+    flat_params.grad = torch.zeros_like(flat_params)
+    offset = 0
+    for parameter in parameters:
+        parameter.data = flat_params.as_strided(parameter.shape, parameter.stride(), offset).copy_(parameter.detach())
+        parameter.grad = flat_params.grad.as_strided(parameter.shape, parameter.stride(), offset)
+        offset += parameter.numel()
+    return flat_params
 
-    if args.eval_checkpoint is not None:
-        payload = load_model(args.eval_checkpoint)
-        check_env(payload["env_id"])
-        video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
-        returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device, video_dir)
-        print(f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes ({'greedy' if args.eval_deterministic else 'sampled'} actions)" + (f"; videos in {video_dir}" if video_dir else ""))
-        return
 
-    check_env(args.env_id)
-    if checkpoint is not None:  # a resumed run goes on in its own directory, wherever that has moved
-        run_dir = os.path.dirname(checkpoint["path"])
-        run_name = os.path.basename(run_dir)
-    else:
-        run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir = os.path.join(args.output_dir, run_name)
-        if os.path.exists(run_dir):
-            raise UsageError(f"{run_dir} already exists; pick another --run-name, or --resume it (nothing was overwritten)")
-        try:
-            os.makedirs(run_dir)
-        except OSError as error:
-            raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
-    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-
-    # --- Tracking: TensorBoard always, W&B on request ---
-    wandb_id = checkpoint["training"]["wandb_id"] if checkpoint is not None else None
-    if args.track:
-        import wandb
-
-        wandb_id = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=asdict(args), name=run_name, dir=run_dir, save_code=True, id=wandb_id, resume="allow").id
-    from torch.utils.tensorboard import SummaryWriter
-
-    # purge_step: TensorBoard drops what an earlier process logged after the checkpoint, so no step is logged twice
-    writer = SummaryWriter(run_dir, purge_step=checkpoint["training"]["global_step"] + 1 if checkpoint is not None else None)
-    if checkpoint is None:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()))
-
-    # --- Seeding ---
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    minibatch_rng = np.random.default_rng(args.seed)  # shuffles minibatches
-
-    # --- Environments ---
-    # SAME_STEP autoreset: a step that ends an episode returns the next episode's first observation and puts
-    # the final one in infos["final_obs"]. Every stored transition is real (the default NEXT_STEP mode would
-    # spend the following step on a reset whose action is ignored: a fake transition in the batch).
-    # --async-envs: the emulators step in parallel in worker processes, which pays where there are cores to spare;
-    # on 2 cores a training run is slower with them (Breakout 396 and 348 SPS against 411 and 410 in process),
-    # as the CNN's threads need the same cores. Where each env lives does not change what it returns.
-    vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
-    envs = vector_env(
-        [make_env(args.env_id, i, args.capture_video, f"videos/{run_name}", args.repeat_action_probability) for i in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-    obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
-    agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
-    flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
-    optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not the 1e-8 default; fused: one kernel per step
-    rollout_agent = agent.for_rollout()  # acts in the rollouts (bf16: a copy whose trunk is bfloat16)
-    normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes observations and rewards)
-
-    # --- Storage: fixed-size rollout buffers ---
-    frames = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)  # (num_steps, num_envs, 4, 84, 84), uint8: 4x less than float32
-    obs = agent.scale(frames.flatten(0, 1))  # (batch_size, 4, 84, 84): the frames as the update takes them, rescaled after each rollout (bf16: 58 MB)
-    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
-    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
-    dists = torch.zeros((args.num_steps, args.num_envs, envs.single_action_space.n), device=device)  # the rollout policy's log pi(.|s), for the exact KL
-    # What the env returns stays in numpy until the rollout ends (a numpy store costs about 1 us, a tensor store 8)
-    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
-    dones = np.zeros((args.num_steps, args.num_envs), dtype=bool)
-    values = torch.zeros((args.num_steps, args.num_envs), device=device)
-    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(final obs) where truncated
-
-    next_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(next_obs, device=device)  # uint8 frames: the network scales them
-
-    # --- Resume: put back everything the checkpoint holds, so the run goes on as if it had never stopped ---
-    global_step, start_iteration, last_checkpoint = 0, 0, None
-    recent_returns = deque(maxlen=100)
-    start_time = time.time()
-    kl_beta = args.kl_beta  # KL penalty coefficient (Eq. 8): adapted after each update under kl-adaptive
-    clip_coef = args.clip_coef  # clip epsilon (Eq. 7): adapted after each update under adaptive_clip
-    if checkpoint is not None:
-        training = checkpoint["training"]
-        agent.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(training["optimizer"])
-        for name, normalizer in normalizers.items():
-            if normalizer is not None:
-                normalizer.load_state_dict(checkpoint[name])
-        if training["envs"] is not None:
-            restore_env_state(envs, training["envs"])
-            next_obs = training["next_obs"].to(device)
-        else:
-            print(f"note: {args.env_id} keeps its state where a checkpoint cannot read it; the resumed run starts new episodes", file=sys.stderr)
-        restore_rng_state(training["rng"], minibatch_rng)
-        start_iteration = last_checkpoint = training["iteration"]
-        global_step = training["global_step"]
-        start_time -= training["elapsed"]
-        recent_returns.extend(training["recent_returns"])
-        kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
-        print(f"resumed {run_dir} after iteration {start_iteration}/{args.num_iterations} (step {global_step:,})")
-    last_progress = time.time()
-
-    # SIGINT (Ctrl-C) and SIGTERM (kill, Slurm preemption or time limit) stop the run after the iteration in
-    # progress, with a checkpoint; a second signal stops it at once
-    stop_signal = []
-
-    def request_stop(signum, frame):
-        if stop_signal:
-            raise KeyboardInterrupt
-        stop_signal.append(signum)
-        os.write(2, f"{signal.Signals(signum).name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n".encode())  # print is not safe in a handler
-
-    previous_handlers = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for iteration in range(start_iteration + 1, args.num_iterations + 1):
-            # Linear learning-rate annealing from learning_rate to 0
-            if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
-
-            # ---------------- Rollout: num_steps steps in each of num_envs envs ----------------
-            final_values.zero_()
-            if rollout_agent is not agent:  # bf16: the trunk cast once per rollout, not at every step
-                rollout_agent.load_state_dict(agent.state_dict())
-            with torch.inference_mode():  # no autograd while acting: entered once per rollout, not once per step
-                for step in range(args.num_steps):
-                    global_step += args.num_envs
-                    frames[step] = next_obs
-                    action, logprob, _, value, dist = rollout_agent.get_action_and_value(next_obs)
-                    actions[step] = action
-                    logprobs[step] = logprob
-                    dists[step] = dist
-                    values[step] = value
-
-                    next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
-                    rewards[step] = reward
-                    dones[step] = terminations | truncations  # a lost life is a termination
-                    next_obs = torch.as_tensor(next_obs, device=device)
-
-                    if "final_obs" in infos:
-                        # Time-limit truncation is not termination: bootstrap from V(final observation)
-                        truncated_only = truncations & ~terminations
-                        if truncated_only.any():
-                            final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only]), device=device)
-                            final_values[step, torch.as_tensor(truncated_only, device=device)] = rollout_agent.get_value(final_obs)
-                        if "episode" in infos["final_info"]:  # game over: full-game score and length
-                            episode, finished = infos["final_info"]["episode"], infos["final_info"]["_episode"]
-                            for episodic_return, episodic_length in zip(episode["r"][finished], episode["l"][finished]):
-                                recent_returns.append(float(episodic_return))
-                                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                                writer.add_scalar("charts/episodic_length", episodic_length, global_step)
-                # Pixels scaled once per update, into the same buffer each time, not once per minibatch in each epoch:
-                # the uint8-to-float conversion is about a tenth of a minibatch step
-                agent.scale(frames.flatten(0, 1), out=obs)
-
-            # ---------------- Advantages: GAE over the rollout ----------------
-            with torch.inference_mode():
-                next_value = agent.get_value(next_obs)
-            advantages, returns = compute_gae(torch.as_tensor(rewards, device=device), values, torch.as_tensor(dones, device=device), final_values, next_value, args.gamma, args.gae_lambda)
-
-            # Flatten the batch: (num_steps, num_envs, ...) -> (batch_size, ...)
-            b_obs = obs.reshape((-1,) + obs_shape)
-            b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
-            b_logprobs = logprobs.reshape(-1)
-            b_dists = dists.reshape((args.batch_size,) + dists.shape[2:])  # the rollout's distributions, (batch_size, ...)
-            b_advantages = advantages.reshape(-1)
-            b_returns = returns.reshape(-1)
-            b_values = values.reshape(-1)
-
-            # ---------------- Update: update_epochs epochs of shuffled minibatches ----------------
-            # Diagnostics are means over every minibatch, not the last minibatch's values: each minibatch keeps its
-            # losses and log-ratios, and the estimates are taken from all of them at once after the update (a handful
-            # of tensor ops per update instead of per minibatch)
-            minibatch_stats, minibatch_logratios = [], []  # (policy_loss, value_loss, entropy, exact_kl, grad_norm); log r_t
-            stop_early = False
-            for epoch in range(args.update_epochs):
-                batch_indices = torch.as_tensor(minibatch_rng.permutation(args.batch_size), device=device)  # shuffled minibatches
-                for start in range(0, args.batch_size, args.minibatch_size):
-                    mb_inds = batch_indices[start : start + args.minibatch_size]
-                    _, newlogprob, entropy, newvalue, newdist = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
-                    logratio = newlogprob - b_logprobs[mb_inds]
-                    ratio = logratio.exp()  # probability ratio r_t(theta), Eq. 6
-                    exact_kl = agent.exact_kl(b_dists[mb_inds], newdist)  # KL[pi_old(.|s), pi(.|s)] per state, exact
-
-                    mb_advantages = b_advantages[mb_inds]
-                    if args.norm_adv:  # per-minibatch advantage normalization
-                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-
-                    if args.policy_objective == "clip":
-                        pg_loss = clipped_surrogate_loss(ratio, mb_advantages, clip_coef)  # clipped surrogate, Eq. 7
-                    elif args.policy_objective == "none":
-                        pg_loss = surrogate_loss(ratio, mb_advantages)  # unclipped surrogate L^CPI, Eq. 6: no trust region
-                    else:  # kl-adaptive, kl-fixed
-                        pg_loss = kl_penalty_loss(ratio, mb_advantages, exact_kl, kl_beta)  # KL-penalized surrogate, Eq. 8
-                    # value loss L^VF (Eq. 9), clipped if clip_vloss: with the current epsilon, adapted or not, whatever the objective
-                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], clip_coef, args.clip_vloss)
-                    entropy_loss = entropy.mean()  # entropy bonus S, Eq. 9
-                    entropy_term = args.ent_coef * entropy_loss if args.ent_coef > 0 else 0.0  # at 0, no graph that backward would fill with zeros
-                    loss = pg_loss - entropy_term + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
-
-                    flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
-                    loss.backward()
-                    # Global gradient-norm clipping, written out as clip_grad_norm_ computes it (whose bookkeeping costs 3 times
-                    # these two ops on one tensor): scaled by max_grad_norm / norm when the norm exceeds max_grad_norm
-                    grad_norm = torch.linalg.vector_norm(flat_params.grad)  # the norm before clipping, logged
-                    flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0))
-                    optimizer.step()
-
-                    with torch.no_grad():
-                        minibatch_stats.append(torch.stack((pg_loss, v_loss, entropy_loss, exact_kl.mean(), grad_norm)))
-                        minibatch_logratios.append(logratio.detach())
-                    if args.target_kl is not None and kl_estimators(logratio.detach())[1].item() > args.target_kl:  # KL early stop, per minibatch
-                        stop_early = True
-                        break
-                if stop_early:
-                    break
-            num_updates = len(minibatch_stats)
-            with torch.no_grad():
-                logratios = torch.stack(minibatch_logratios)  # (num_updates, minibatch_size): equal sizes, so means of all are means of minibatch means
-                old_approx_kl, approx_kl = kl_estimators(logratios)
-                clipfrac = ((logratios.exp() - 1.0).abs() > clip_coef).float().mean()  # against the current epsilon
-                policy_loss, v_loss, entropy_loss, exact_kl, grad_norm = torch.stack(minibatch_stats).mean(dim=0).tolist()
-            stat_means = {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy_loss, "old_approx_kl": old_approx_kl.item(), "approx_kl": approx_kl.item(), "exact_kl": exact_kl, "clipfrac": clipfrac.item(), "grad_norm": grad_norm}
-            for name, mean in stat_means.items():
-                if not math.isfinite(mean):  # a NaN or infinite loss or gradient: stop before it reaches the envs or a checkpoint
-                    kept = f"the last checkpoint, {checkpoint_path} (iteration {last_checkpoint}), is kept" if last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
-                    raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
-
-            # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
-            # update: the mean of its minibatches' mean KLs, each taken before that minibatch's step (the paper takes
-            # d once, after the update)
-            if args.policy_objective == "kl-adaptive":
-                kl_beta = update_kl_beta(kl_beta, stat_means["exact_kl"], args.kl_target)
-            if args.adaptive_clip:
-                clip_coef = update_clip_coef(clip_coef, stat_means["exact_kl"], args.kl_target)
-
-            # ---------------- Logging ----------------
-            sps = int(global_step / (time.time() - start_time))
-            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            for name, mean in stat_means.items():
-                writer.add_scalar(f"losses/{name}", mean, global_step)
-            writer.add_scalar("charts/kl_beta", kl_beta, global_step)  # beta and epsilon after adaptation: the next update's
-            writer.add_scalar("charts/clip_coef", clip_coef, global_step)
-            writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
-            writer.add_scalar("charts/update_epochs_done", num_updates / args.num_minibatches, global_step)
-            writer.add_scalar("charts/SPS", sps, global_step)
-            now = time.time()
-            if now - last_progress >= args.progress_interval or iteration == args.num_iterations:
-                last_progress = now
-                recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-                eta = (args.num_iterations - iteration) * args.batch_size / max(sps, 1)
-                print(f"step {global_step:>9,}/{args.num_iterations * args.batch_size:,} ({100 * iteration / args.num_iterations:3.0f}%) | SPS {sps:>6,} | return (last {len(recent_returns)}) {recent} | elapsed {format_seconds(now - start_time)} | left {format_seconds(eta)}", flush=True)
-
-            # ---------------- Checkpoint: every checkpoint_every iterations, at the end, and when a signal asks ----------------
-            if stop_signal or (args.checkpoint_every > 0 and (iteration % args.checkpoint_every == 0 or iteration == args.num_iterations)):
-                writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
-                training = {
-                    "iteration": iteration,
-                    "global_step": global_step,
-                    "elapsed": time.time() - start_time,
-                    "optimizer": optimizer.state_dict(),  # Adam moments and step counts; the LR follows from the iteration
-                    "rng": rng_state(minibatch_rng),
-                    "envs": env_state(envs),
-                    "next_obs": next_obs,
-                    "recent_returns": list(recent_returns),
-                    "kl_beta": kl_beta,  # the adapted penalty coefficient and clip range
-                    "clip_coef": clip_coef,
-                    "wandb_id": wandb_id,
-                }
-                normalizer_states = {name: normalizer.state_dict() if normalizer is not None else None for name, normalizer in normalizers.items()}
-                save_model(checkpoint_path, agent, args, {"global_step": global_step, **normalizer_states, "training": training})
-                last_checkpoint = iteration
-            if stop_signal:
-                print(f"stopped by {signal.Signals(stop_signal[0]).name} after iteration {iteration}/{args.num_iterations} (step {global_step:,}), checkpoint {checkpoint_path}; resume with: python {SCRIPT}.py --resume {run_dir}", file=sys.stderr)
-                raise SystemExit(128 + stop_signal[0])
-    except KeyboardInterrupt:
-        resume = f"; resume from iteration {last_checkpoint} with: python {SCRIPT}.py --resume {run_dir}" if last_checkpoint else ""
-        print(f"interrupted at step {global_step:,}; TensorBoard events so far are in {run_dir}{resume}", file=sys.stderr)
-        writer.close()
-        raise
-    except (SystemExit, RunError):
-        writer.close()
-        raise
-    finally:
-        envs.close()
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
-
-    # --- Finish: summary line, saved model and its evaluation ---
-    recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
-    print(f"done: {global_step:,} steps in {format_seconds(time.time() - start_time)} ({int(global_step / (time.time() - start_time)):,} SPS) | return over the last {len(recent_returns)} episodes {recent} | run {run_dir}")
-
-    if args.save_model:
-        model_path = os.path.join(run_dir, "model.pt")
-        save_model(model_path, agent, args, {"global_step": global_step})
-        eval_returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 1_000_000, device)
-        for episode_index, episodic_return in enumerate(eval_returns):
-            writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
-        print(f"saved {model_path}; evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
-    writer.close()
-    if args.track:
-        wandb.finish()
+def bf16_matrix_units(cuda: bool) -> bool:
+    """Whether the hardware multiplies bfloat16 matrices natively: there, bf16 autocast runs the Nature CNN's forward
+    and backward pass faster than float32 (docs/performance.md); elsewhere it is emulated and slower."""
+    if cuda:
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
 if __name__ == "__main__":

@@ -378,9 +378,8 @@ def main(args: Args) -> None:
                         if truncated_only.any():
                             final_obs = np.stack(infos["final_obs"][truncated_only])
                             final_obs = torch.as_tensor(final_obs, dtype=torch.float32, device=device)
-                            final_values[step, torch.as_tensor(truncated_only, device=device)] = agent.get_value(
-                                final_obs
-                            )
+                            truncated_envs = torch.as_tensor(truncated_only, device=device)
+                            final_values[step, truncated_envs] = agent.get_value(final_obs)
                         if "episode" in infos["final_info"]:
                             episode, finished = infos["final_info"]["episode"], infos["final_info"]["_episode"]
                             for episodic_return, episodic_length in zip(episode["r"][finished], episode["l"][finished]):
@@ -515,7 +514,8 @@ def check_args(args: Args) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"--{option.name.replace('_', '-')} must be a finite number, got {value}")
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads")
-    for name in positive + ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target"):
+    positive += ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "obs_clip", "reward_clip")
+    for name in (name for name in positive if hasattr(args, name)):  # obs_clip, reward_clip: ppo_continuous.py's
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     for name in ("gamma", "gae_lambda"):
@@ -524,6 +524,9 @@ def check_args(args: Args) -> None:
     for name in ("ent_coef", "vf_coef", "kl_beta", "progress_interval"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    sticky = getattr(args, "repeat_action_probability", None)  # ppo_atari.py's
+    if sticky is not None and not 0.0 <= sticky <= 1.0:
+        raise UsageError(f"--repeat-action-probability must be in [0, 1], got {sticky}")
     if args.target_kl is not None and args.target_kl <= 0:
         raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
     if not 0 <= args.seed <= 2**31 - 1:  # numpy takes seeds below 2**32, and env i gets seed + i
