@@ -144,7 +144,8 @@ def make_cell(setting: Setting, runs: Sequence[RunSummary]) -> Cell:
 
 
 def normalize(cells: Sequence[Cell], random_scores: dict[str, float]) -> dict[str, float]:
-    """Fill in each cell's normalized score (random policy 0, the env's best setting 1); returns the best mean per env."""
+    """Fill in each cell's normalized score (random policy 0, the env's best setting 1); returns the best mean per
+    env."""
     best = {}
     for env_id in dict.fromkeys(cell.env_id for cell in cells):
         best[env_id] = max(cell.mean for cell in cells if cell.env_id == env_id)
@@ -162,42 +163,72 @@ def averages(cells: Sequence[Cell]) -> list[Average]:
     for setting in SETTINGS:
         own = [cell for cell in cells if cell.setting == setting and np.isfinite(cell.normalized)]
         if own:
-            result.append(Average(setting, float(np.mean([cell.normalized for cell in own])), [cell.env_id for cell in own]))
+            result.append(
+                Average(setting, float(np.mean([cell.normalized for cell in own])), [cell.env_id for cell in own])
+            )
     return result
 
 
-def csv_rows(cells: Sequence[Cell], means: Sequence[Average], random_scores: dict[str, float], best: dict[str, float]) -> list[dict]:
+def csv_rows(
+    cells: Sequence[Cell], means: Sequence[Average], random_scores: dict[str, float], best: dict[str, float]
+) -> list[dict]:
     rows = [
         {
-            "env_id": cell.env_id, "setting": cell.setting.name, "label": cell.setting.label, "script": cell.script,
-            "seeds": " ".join(str(seed) for seed in cell.seeds), "scores": " ".join(f"{score:.6g}" for score in cell.scores),
-            "steps": cell.total_steps, "return_mean": cell.mean, "return_std": cell.std, "random_score": random_scores[cell.env_id],
-            "best_mean": best[cell.env_id], "normalized": cell.normalized, "normalized_std": cell.normalized_std,
-            "num_envs": "", "paper_table1": "",
+            "env_id": cell.env_id,
+            "setting": cell.setting.name,
+            "label": cell.setting.label,
+            "script": cell.script,
+            "seeds": " ".join(str(seed) for seed in cell.seeds),
+            "scores": " ".join(f"{score:.6g}" for score in cell.scores),
+            "steps": cell.total_steps,
+            "return_mean": cell.mean,
+            "return_std": cell.std,
+            "random_score": random_scores[cell.env_id],
+            "best_mean": best[cell.env_id],
+            "normalized": cell.normalized,
+            "normalized_std": cell.normalized_std,
+            "num_envs": "",
+            "paper_table1": "",
         }  # fmt: skip
         for cell in cells
     ]
     for average in means:
         row = dict.fromkeys(rows[0], "")
-        row.update(env_id=AVERAGE, setting=average.setting.name, label=average.setting.label, normalized=average.normalized,
-                   num_envs=len(average.env_ids), paper_table1=average.setting.paper)  # fmt: skip
+        row.update(env_id=AVERAGE, setting=average.setting.name, label=average.setting.label,
+                   normalized=average.normalized, num_envs=len(average.env_ids),
+                   paper_table1=average.setting.paper)  # fmt: skip
         rows.append(row)
     return rows
 
 
-def render_markdown(command: str, cells: Sequence[Cell], means: Sequence[Average], random_scores: dict[str, float], best: dict[str, float], incomplete: Sequence[IncompleteRun]) -> str:
+def ablations_markdown(
+    command: str,
+    cells: Sequence[Cell],
+    means: Sequence[Average],
+    random_scores: dict[str, float],
+    best: dict[str, float],
+    incomplete: Sequence[IncompleteRun],
+) -> str:
     env_ids = list(dict.fromkeys(cell.env_id for cell in cells))
     by_key = {(cell.env_id, cell.setting.name): cell for cell in cells}
     average_rows = []
     for average in means:
         partial = "" if len(average.env_ids) == len(env_ids) else f" ({len(average.env_ids)} of {len(env_ids)} envs)"
-        per_env = [fmt(by_key[(env_id, average.setting.name)].normalized) if (env_id, average.setting.name) in by_key else "n/a" for env_id in env_ids]
-        average_rows.append([average.setting.label, f"**{fmt(average.normalized)}**{partial}", *per_env, fmt(average.setting.paper)])
+        per_env = [
+            fmt(by_key[(env_id, average.setting.name)].normalized)
+            if (env_id, average.setting.name) in by_key
+            else "n/a"
+            for env_id in env_ids
+        ]
+        average_rows.append(
+            [average.setting.label, f"**{fmt(average.normalized)}**{partial}", *per_env, fmt(average.setting.paper)]
+        )
     parts = [
         "# The PPO paper's Table 1 on our scripts",
         f"Written by `{command}`.",
-        f"Score of a run: its mean episodic return over its last {LAST_EPISODES} training episodes. Per env and setting: "
-        "mean ± std over seeds (ddof=0). Normalized as in the paper: per env, the random policy scores 0 and the "
+        f"Score of a run: its mean episodic return over its last {LAST_EPISODES} training episodes. "
+        "Per env and setting: mean ± std over seeds (ddof=0). "
+        "Normalized as in the paper: per env, the random policy scores 0 and the "
         f"best setting's mean scores 1 (random policy: uniformly random actions, {RANDOM_EPISODES} episodes, seed "
         f"{RANDOM_SEED}). Average: the mean of a setting's normalized scores over the envs.",
         PAPER_NOTE,
@@ -207,18 +238,37 @@ def render_markdown(command: str, cells: Sequence[Cell], means: Sequence[Average
     ]
     for env_id in env_ids:
         own = [cell for cell in cells if cell.env_id == env_id]
-        unscaled = " No setting beats the random policy: no normalized scores, and the env is left out of the averages." if best[env_id] <= random_scores[env_id] else ""
+        unscaled = (
+            " No setting beats the random policy: no normalized scores, and the env is left out of the averages."
+            if best[env_id] <= random_scores[env_id]
+            else ""
+        )
         parts += [
             f"## {env_id}",
-            f"`{own[0].script}`, {max(cell.total_steps for cell in own):,} steps; random policy {fmt(random_scores[env_id])}, "
+            f"`{own[0].script}`, {max(cell.total_steps for cell in own):,} steps; "
+            f"random policy {fmt(random_scores[env_id])}, "
             f"best setting {fmt(best[env_id])}.{unscaled}",
             markdown_table(
                 ["Setting", "Return (mean ± std over seeds)", "Seeds", "Normalized (± std over seeds)"],
-                [[cell.setting.label, mean_spread(cell.mean, cell.std), " ".join(str(seed) for seed in cell.seeds), mean_spread(cell.normalized, cell.normalized_std)] for cell in own],
+                [
+                    [
+                        cell.setting.label,
+                        mean_spread(cell.mean, cell.std),
+                        " ".join(str(seed) for seed in cell.seeds),
+                        mean_spread(cell.normalized, cell.normalized_std),
+                    ]
+                    for cell in own
+                ],
             ),
         ]
     if incomplete:
-        parts += ["## Not included (not complete)", markdown_table(["Run", "Sweep", "State", "Reason"], [[run.name, run.sweep, run.state, run.reason] for run in incomplete])]
+        parts += [
+            "## Not included (not complete)",
+            markdown_table(
+                ["Run", "Sweep", "State", "Reason"],
+                [[run.name, run.sweep, run.state, run.reason] for run in incomplete],
+            ),
+        ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -227,14 +277,37 @@ def plot(path: Path, cells: Sequence[Cell], means: Sequence[Average]) -> None:
     positions = np.arange(len(means))
     fig, ax = plt.subplots(figsize=(12, 5.5))
     ax.bar(positions - 0.2, [average.normalized for average in means], width=0.4, label="ours: average over envs")
-    ax.bar(positions + 0.2, [average.setting.paper for average in means], width=0.4, label="paper, Table 1 (MuJoCo, 1M steps)", color="lightgray")
+    ax.bar(
+        positions + 0.2,
+        [average.setting.paper for average in means],
+        width=0.4,
+        label="paper, Table 1 (MuJoCo, 1M steps)",
+        color="lightgray",
+    )
     for marker, env_id in zip("o^sDv", dict.fromkeys(cell.env_id for cell in cells)):
-        points = [(index, cell.normalized) for index, average in enumerate(means) for cell in cells if cell.env_id == env_id and cell.setting == average.setting and np.isfinite(cell.normalized)]
+        points = [
+            (index, cell.normalized)
+            for index, average in enumerate(means)
+            for cell in cells
+            if cell.env_id == env_id and cell.setting == average.setting and np.isfinite(cell.normalized)
+        ]
         if not points:
             continue
-        ax.scatter([index - 0.2 for index, _ in points], [value for _, value in points], marker=marker, color="black", s=18, zorder=3, label=f"ours: {env_id}")
+        ax.scatter(
+            [index - 0.2 for index, _ in points],
+            [value for _, value in points],
+            marker=marker,
+            color="black",
+            s=18,
+            zorder=3,
+            label=f"ours: {env_id}",
+        )
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(positions, ["\n".join(textwrap.fill(part, 14) for part in average.setting.label.split(", ")) for average in means], fontsize="small")
+    ax.set_xticks(
+        positions,
+        ["\n".join(textwrap.fill(part, 14) for part in average.setting.label.split(", ")) for average in means],
+        fontsize="small",
+    )
     ax.set_ylabel("normalized score (random 0, best setting 1)")
     ax.set_title("The PPO paper's Table 1 ablation on our scripts")
     ax.grid(axis="y", alpha=0.3)
@@ -245,34 +318,50 @@ def plot(path: Path, cells: Sequence[Cell], means: Sequence[Average]) -> None:
     plt.close(fig)
 
 
-def write_ablations(runs_root: Path, out_dir: Path, random_scores: Optional[dict[str, float]] = None, command: str = "") -> dict[str, Path]:
+def write_ablations(
+    runs_root: Path, out_dir: Path, random_scores: Optional[dict[str, float]] = None, command: str = ""
+) -> dict[str, Path]:
     """Write the three files; returns their paths. `random_scores` ({env id: score}) overrides the random
     policy's measured scores. Raises SweepError when no sweep has a complete run."""
     if not Path(runs_root).is_dir():
         raise SweepError(f"no directory {runs_root}")
     cells, incomplete = load_cells(Path(runs_root))
     if not cells:
-        raise SweepError(f"no complete run under {runs_root}/<env id>/<setting>/ (settings: {', '.join(s.name for s in SETTINGS)})")
+        raise SweepError(
+            f"no complete run under {runs_root}/<env id>/<setting>/ (settings: {', '.join(s.name for s in SETTINGS)})"
+        )
     random_scores = dict(random_scores or {})
     for env_id in dict.fromkeys(cell.env_id for cell in cells):
         if env_id not in random_scores:
             random_scores[env_id] = random_policy_score(env_id)
     best = normalize(cells, random_scores)
     means = averages(cells)
-    paths = {"markdown": out_dir / "ablations.md", "csv": out_dir / "ablations.csv", "figure": out_dir / "ablations.png"}
+    paths = {
+        "markdown": out_dir / "ablations.md",
+        "csv": out_dir / "ablations.csv",
+        "figure": out_dir / "ablations.png",
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(paths["csv"], csv_rows(cells, means, random_scores, best))
     plot(paths["figure"], cells, means)
-    write_text_atomic(paths["markdown"], render_markdown(command or "python -m benchmark.ablations", cells, means, random_scores, best, incomplete))
+    write_text_atomic(
+        paths["markdown"],
+        ablations_markdown(command or "python -m benchmark.ablations", cells, means, random_scores, best, incomplete),
+    )
     return paths
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.ablations", description="The paper's Table 1 from the sweeps of benchmark/recipes/ablations.sh.")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.ablations",
+        description="The paper's Table 1 from the sweeps of benchmark/recipes/ablations.sh.",
+    )
     parser.add_argument("--runs", type=Path, required=True, help="the sweeps' root: RUNS/<env id>/<setting>/")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
-    command = "python -m benchmark.ablations " + " ".join(shlex.quote(arg) for arg in (sys.argv[1:] if argv is None else argv))
+    command = "python -m benchmark.ablations " + " ".join(
+        shlex.quote(arg) for arg in (sys.argv[1:] if argv is None else argv)
+    )
     try:
         paths = write_ablations(args.runs, args.out, command=command)
     except SweepError as error:

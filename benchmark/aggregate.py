@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmark.events import Series, load_scalars
 from benchmark.manifest import RunSpec, SweepLayout, load_manifest
-from benchmark.results import RunResult, read_result
+from benchmark.run_result import RunResult, read_result
 
 RETURN_TAG = "charts/episodic_return"
 SPS_TAG = "charts/SPS"
@@ -127,8 +127,12 @@ def load_sweep(sweep_dir: Path) -> tuple[list[RunSummary], list[IncompleteRun]]:
         if result is not None and result.complete:
             complete.append(summarize_run(layout.run_dir(spec.name), spec, result, str(sweep_dir)))
         else:
-            state, reason = (result.status, result.reason) if result else ("no result", "not run, still running, or killed")
-            incomplete.append(IncompleteRun(str(sweep_dir), spec.name, spec.script_stem, spec.env_id, spec.seed, state, reason))
+            state, reason = (
+                (result.status, result.reason) if result else ("no result", "not run, still running, or killed")
+            )
+            incomplete.append(
+                IncompleteRun(str(sweep_dir), spec.name, spec.script_stem, spec.env_id, spec.seed, state, reason)
+            )
     return complete, incomplete
 
 
@@ -186,7 +190,9 @@ def summarize_group(runs: Sequence[RunSummary], reps: int = BOOTSTRAP_REPS) -> G
         iqm=iqm,
         iqm_low=low,
         iqm_high=high,
-        sps_median=float(np.nanmedian([run.sps_median for run in runs])) if any(np.isfinite(run.sps_median) for run in runs) else float("nan"),
+        sps_median=float(np.nanmedian([run.sps_median for run in runs]))
+        if any(np.isfinite(run.sps_median) for run in runs)
+        else float("nan"),
         wall_time_mean_s=_mean_or_none([run.wall_time_s for run in runs]),
         peak_rss_max_mb=max(peak) if peak else None,
     )
@@ -203,7 +209,10 @@ def group_runs(runs: Sequence[RunSummary]) -> dict[GroupKey, list[RunSummary]]:
     for run in sorted(runs, key=lambda run: (run.env_id, run.script, run.extra_args, run.seed)):
         group = groups.setdefault((run.env_id, run.script, run.extra_args), [])
         if any(other.seed == run.seed for other in group):
-            raise ValueError(f"seed {run.seed} of {run.script} on {run.env_id} with {list(run.extra_args)} is in two sweeps: {group[0].sweep} and {run.sweep}")
+            raise ValueError(
+                f"seed {run.seed} of {run.script} on {run.env_id} with {list(run.extra_args)} is in two sweeps: "
+                f"{group[0].sweep} and {run.sweep}"
+            )
         group.append(run)
     return groups
 

@@ -1,6 +1,7 @@
 """Turn an evaluation video into a small looping GIF for the README.
 
-    python ppo_continuous.py --eval-checkpoint runs/<run>/model.pt --eval-episodes 1 --eval-deterministic --capture-video
+    python ppo_continuous.py --eval-checkpoint runs/<run>/model.pt --eval-episodes 1 --eval-deterministic \\
+        --capture-video
     python -m benchmark.gif runs/<run>/eval-videos/rl-video-episode-0.mp4 docs/pendulum.gif --width 240 --fps 25
 
 moviepy reads the MP4 that gymnasium's RecordVideo wrote (with the ffmpeg that imageio-ffmpeg ships) and

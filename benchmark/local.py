@@ -20,7 +20,7 @@ from typing import Sequence, TextIO
 
 from benchmark import run_one
 from benchmark.manifest import Manifest, SweepLayout
-from benchmark.results import INTERRUPTED, RunResult, read_result
+from benchmark.run_result import INTERRUPTED, RunResult, is_complete
 
 POLL_SECONDS = run_one.POLL_SECONDS
 STOP_TIMEOUT_S = 600.0  # after a stop request, scripts still running this long later are killed
@@ -46,7 +46,8 @@ class Progress:
         interrupted = f", interrupted {self.interrupted}" if self.interrupted else ""
         return (
             f"[{elapsed // 3600}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}] done {done}/{self.total} "
-            f"(complete {self.complete}{interrupted}, failed {self.failed}, skipped {self.skipped}) | running {self.running} | pending {self.pending}"
+            f"(complete {self.complete}{interrupted}, failed {self.failed}, skipped {self.skipped}) "
+            f"| running {self.running} | pending {self.pending}"
         )
 
 
@@ -64,12 +65,16 @@ def run_local(
     todo = []
     for index in indices:
         spec = manifest.runs[index]
-        previous = read_result(layout, spec.name)
-        if previous is not None and previous.complete:
+        if is_complete(layout, spec.name):
             progress.skipped += 1
         else:
             todo.append(spec)
-    print(f"{len(indices)} runs: {progress.skipped} already complete, {len(todo)} to run with {workers} workers; logs in {layout.logs_dir}", file=out, flush=True)
+    print(
+        f"{len(indices)} runs: {progress.skipped} already complete, {len(todo)} to run with {workers} workers; "
+        f"logs in {layout.logs_dir}",
+        file=out,
+        flush=True,
+    )
 
     results: list[RunResult] = []
     running: list[run_one.Attempt] = []
@@ -82,13 +87,22 @@ def run_local(
         results.append(result)
         if result.complete:
             progress.complete += 1
-            print(f"finished {result.name}: complete in {result.wall_time_s:.1f} s{' (resumed)' if result.resumed else ''} | {progress.line()}", file=out, flush=True)
+            print(
+                f"finished {result.name}: complete in {result.wall_time_s:.1f} s"
+                f"{' (resumed)' if result.resumed else ''} | {progress.line()}",
+                file=out,
+                flush=True,
+            )
         elif result.status == INTERRUPTED:
             progress.interrupted += 1
             print(f"interrupted {result.name}: {result.reason} | {progress.line()}", file=out, flush=True)
         else:
             progress.failed += 1
-            print(f"FAILED {result.name}: {result.reason} (log: {layout.root / result.log}) | {progress.line()}", file=out, flush=True)
+            print(
+                f"FAILED {result.name}: {result.reason} (log: {layout.root / result.log}) | {progress.line()}",
+                file=out,
+                flush=True,
+            )
 
     last_progress = time.monotonic()
     announced = 0  # stop signals announced so far
@@ -111,16 +125,30 @@ def run_local(
             if len(stop_signals) > announced:
                 announced = len(stop_signals)
                 name = signal.Signals(stop_signals[-1]).name
-                what = ("stop after their iteration with a checkpoint (signal again to stop them at once)", "stop at once, keeping their last checkpoint (signal again to kill them)", "are killed")[min(announced, 3) - 1]
-                print(f"{name}: stopping; {len(running)} running scripts {what}; {len(todo)} runs not started", file=out, flush=True)
+                what = (
+                    "stop after their iteration with a checkpoint (signal again to stop them at once)",
+                    "stop at once, keeping their last checkpoint (signal again to kill them)",
+                    "are killed",
+                )[min(announced, 3) - 1]
+                print(
+                    f"{name}: stopping; {len(running)} running scripts {what}; {len(todo)} runs not started",
+                    file=out,
+                    flush=True,
+                )
                 todo.clear()
             for attempt in list(running):
-                for signum in stop_signals[len(attempt.received) :]:  # pass the runner's signals on (forward_stop decides)
+                for signum in stop_signals[
+                    len(attempt.received) :
+                ]:  # pass the runner's signals on (forward_stop decides)
                     run_one.request_stop(attempt, signum)
                 run_one.forward_stop(attempt)
                 result = run_one.poll(layout, attempt)
                 if result is None:
-                    if attempt.received and time.monotonic() - attempt.received_at > STOP_TIMEOUT_S and signal.SIGKILL not in attempt.sent:
+                    if (
+                        attempt.received
+                        and time.monotonic() - attempt.received_at > STOP_TIMEOUT_S
+                        and signal.SIGKILL not in attempt.sent
+                    ):
                         attempt.sent.append(signal.SIGKILL)
                         run_one.send_signal(attempt, signal.SIGKILL)
                     continue

@@ -34,6 +34,11 @@ MANIFEST_NAME = "manifest.json"
 MANAGED_FLAGS = ("env-id", "seed", "output-dir", "run-name", "torch-threads", "checkpoint-every", "resume")
 
 
+def utc_now() -> str:
+    """The current time in UTC, ISO 8601 to the second: the time stamps of manifests, results and submissions."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 class SweepError(Exception):
     """Bad sweep input or an inconsistent sweep directory: reported as one `error:` line, exit code 2."""
 
@@ -52,12 +57,18 @@ class RunSpec:
     def script_stem(self) -> str:
         return Path(self.script).stem
 
-    def command(self, python: str, output_dir: Path, threads: int, checkpoint_every: int = 0, resume: bool = False) -> list[str]:
+    def command(
+        self, python: str, output_dir: Path, threads: int, checkpoint_every: int = 0, resume: bool = False
+    ) -> list[str]:
         """The run's argument list (no shell is involved anywhere). With `resume`, the script continues the run
         directory output_dir/NAME from its checkpoint.pt: --resume takes the place of --output-dir/--run-name
         (the script takes the run directory from the checkpoint's location, so a sweep directory that was moved
         still resumes), and the other arguments stay, so the script refuses a checkpoint of another run."""
-        location = ["--resume", str(output_dir / self.name)] if resume else ["--output-dir", str(output_dir), "--run-name", self.name]
+        location = (
+            ["--resume", str(output_dir / self.name)]
+            if resume
+            else ["--output-dir", str(output_dir), "--run-name", self.name]
+        )
         return [
             python, self.script,
             "--env-id", self.env_id,
@@ -73,7 +84,13 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> "RunSpec":
-        return cls(name=data["name"], script=data["script"], env_id=data["env_id"], seed=int(data["seed"]), extra_args=tuple(data["extra_args"]))
+        return cls(
+            name=data["name"],
+            script=data["script"],
+            env_id=data["env_id"],
+            seed=int(data["seed"]),
+            extra_args=tuple(data["extra_args"]),
+        )
 
 
 def safe_name(text: str) -> str:
@@ -94,17 +111,27 @@ def check_extra_args(extra_args: Sequence[str]) -> None:
             continue
         flag = arg[2:].split("=", 1)[0].replace("_", "-")
         if flag in MANAGED_FLAGS:
-            raise SweepError(f"extra argument {arg!r} sets --{flag}, which the sweep sets for each run (use the sweep's own options)")
+            raise SweepError(
+                f"extra argument {arg!r} sets --{flag}, which the sweep sets for each run (use the sweep's own options)"
+            )
 
 
-def expand_runs(scripts: Sequence[str], env_ids: Sequence[str], seeds: Sequence[int], extra_args: Sequence[str]) -> list[RunSpec]:
+def expand_runs(
+    scripts: Sequence[str], env_ids: Sequence[str], seeds: Sequence[int], extra_args: Sequence[str]
+) -> list[RunSpec]:
     """The cross product scripts x env ids x seeds, in that nesting order."""
     check_extra_args(extra_args)
-    runs = [RunSpec(run_name(script, env_id, seed), script, env_id, seed, tuple(extra_args)) for script, env_id, seed in itertools.product(scripts, env_ids, seeds)]
+    runs = [
+        RunSpec(run_name(script, env_id, seed), script, env_id, seed, tuple(extra_args))
+        for script, env_id, seed in itertools.product(scripts, env_ids, seeds)
+    ]
     seen: dict[str, RunSpec] = {}
     for run in runs:
         if run.name in seen:
-            raise SweepError(f"two runs would share the name {run.name!r}: {seen[run.name].env_id!r} and {run.env_id!r} (or a repeated script/env/seed)")
+            raise SweepError(
+                f"two runs would share the name {run.name!r}: {seen[run.name].env_id!r} and {run.env_id!r} "
+                "(or a repeated script/env/seed)"
+            )
         seen[run.name] = run
     return runs
 
@@ -118,7 +145,7 @@ class Manifest:
     python: str
     threads_per_run: int
     runs: list[RunSpec] = field(default_factory=list)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_now)
     checkpoint_every: int = 0  # the scripts' --checkpoint-every (0: a checkpoint only when stopped by a signal)
 
     def to_json(self) -> dict:
@@ -162,7 +189,8 @@ class Manifest:
                 if existing != run:
                     raise SweepError(
                         f"the sweep already has a run {run.name!r} with extra arguments {list(existing.extra_args)} "
-                        f"(script {existing.script}); now {list(run.extra_args)} (script {run.script}): use another --out"
+                        f"(script {existing.script}); now {list(run.extra_args)} (script {run.script}): "
+                        "use another --out"
                     )
                 indices.append(by_name[run.name])
             else:
@@ -212,17 +240,31 @@ def save_manifest(layout: SweepLayout, manifest: Manifest) -> None:
 
 
 def create_or_extend(
-    layout: SweepLayout, runs: Sequence[RunSpec], threads_per_run: int, workdir: Path, python: Optional[str] = None, checkpoint_every: int = 0
+    layout: SweepLayout,
+    runs: Sequence[RunSpec],
+    threads_per_run: int,
+    workdir: Path,
+    python: Optional[str] = None,
+    checkpoint_every: int = 0,
 ) -> tuple[Manifest, list[int]]:
     """Write the manifest for `runs` (merging into an existing sweep); returns it and the runs' indices.
     The interpreter, working directory, thread count and checkpoint interval are those of this invocation
     (none of them is part of a run's identity)."""
     if layout.manifest.exists():
         manifest = load_manifest(layout)
-        manifest.workdir, manifest.python, manifest.threads_per_run = str(workdir), python or sys.executable, threads_per_run
+        manifest.workdir, manifest.python, manifest.threads_per_run = (
+            str(workdir),
+            python or sys.executable,
+            threads_per_run,
+        )
         manifest.checkpoint_every = checkpoint_every
     else:
-        manifest = Manifest(workdir=str(workdir), python=python or sys.executable, threads_per_run=threads_per_run, checkpoint_every=checkpoint_every)
+        manifest = Manifest(
+            workdir=str(workdir),
+            python=python or sys.executable,
+            threads_per_run=threads_per_run,
+            checkpoint_every=checkpoint_every,
+        )
     indices = manifest.extend(runs)
     layout.make_dirs()
     save_manifest(layout, manifest)

@@ -105,7 +105,9 @@ class LineSampler:
 
     def _sample(self, signum: int, frame: FrameType | None) -> None:
         now = time.perf_counter()
-        while frame is not None and not (frame.f_code.co_name == self.function and frame.f_code.co_filename == self.filename):
+        while frame is not None and not (
+            frame.f_code.co_name == self.function and frame.f_code.co_filename == self.filename
+        ):
             frame = frame.f_back
         line = None if frame is None else frame.f_lineno
         self.seconds[line] += now - self._last

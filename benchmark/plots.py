@@ -52,7 +52,9 @@ def plot_learning_curves(runs: Sequence[RunSummary], out_dir: Path, window: int 
         with_args = len({extra_args for (_, extra_args), _ in groups}) > 1
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (script, extra_args), group in groups:
-            _draw_band(ax, [smoothed(run.returns, window) for run in group], _label(script, extra_args, with_args, len(group)))
+            _draw_band(
+                ax, [smoothed(run.returns, window) for run in group], _label(script, extra_args, with_args, len(group))
+            )
         ax.set_title(f"{env_id}: mean over seeds, band = min-max over seeds")
         ax.set_xlabel("environment steps")
         ax.set_ylabel(f"episodic return (mean of last {window} episodes)")
@@ -78,7 +80,11 @@ def plot_diagnostics(runs: Sequence[RunSummary], out_dir: Path) -> list[Path]:
         fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
         for ax, tag in zip(axes.flat, DIAGNOSTIC_TAGS):
             for (script, extra_args), group in groups:
-                _draw_band(ax, [run.diagnostics[tag] for run in group if tag in run.diagnostics], _label(script, extra_args, with_args, len(group)))
+                _draw_band(
+                    ax,
+                    [run.diagnostics[tag] for run in group if tag in run.diagnostics],
+                    _label(script, extra_args, with_args, len(group)),
+                )
             ax.set_title(tag, fontsize="medium")
             ax.set_xlabel("environment steps", fontsize="small")
             ax.grid(alpha=0.3)

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark import slurm
-from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, load_manifest
-from benchmark.results import COMPLETE, FAILED, INTERRUPTED, RunResult, read_result, utc_now, write_result
+from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, load_manifest, utc_now
+from benchmark.run_result import COMPLETE, FAILED, INTERRUPTED, RunResult, is_complete, read_result, write_result
 
 LOG_TAIL_LINES = 30
 LOG_TAIL_CHARS = 6000
@@ -159,12 +159,16 @@ def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec, own_session: b
         earlier = len(list(layout.runs_dir.glob(f"{spec.name}.failed-*")))
         log_path = layout.log(spec.name)
         number = 1 + max(previous.attempt if previous else 0, earlier, logged_attempts(log_path))
-        command = spec.command(manifest.python, layout.runs_dir, manifest.threads_per_run, manifest.checkpoint_every, resume=resume)
+        command = spec.command(
+            manifest.python, layout.runs_dir, manifest.threads_per_run, manifest.checkpoint_every, resume=resume
+        )
         layout.logs_dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             header = f"===== attempt {number} of {spec.name}, started {utc_now()} on {socket.gethostname()}\n"
             if moved is not None:
-                header += f"===== moved the run directory of an unfinished attempt (no {CHECKPOINT_NAME}) to {moved.name}\n"
+                header += (
+                    f"===== moved the run directory of an unfinished attempt (no {CHECKPOINT_NAME}) to {moved.name}\n"
+                )
             if resume:
                 header += f"===== resuming the run directory of an unfinished attempt from its {CHECKPOINT_NAME}\n"
             header += f"===== {' '.join(command)}\n"
@@ -180,7 +184,20 @@ def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec, own_session: b
     except BaseException:
         os.close(lock_fd)
         raise
-    return Attempt(spec, number, command, process, lock_fd, log_path, log_offset, utc_now(), time.monotonic(), resume, own_session, previous)
+    return Attempt(
+        spec,
+        number,
+        command,
+        process,
+        lock_fd,
+        log_path,
+        log_offset,
+        utc_now(),
+        time.monotonic(),
+        resume,
+        own_session,
+        previous,
+    )
 
 
 def read_output(path: Path, offset: int) -> str:
@@ -220,11 +237,17 @@ def total_wall_time(attempt: Attempt, wall_time_s: float) -> Optional[float]:
     previous = attempt.previous
     if previous is None or previous.attempt != attempt.number - 1:
         return None
-    before = previous.wall_time_total_s if previous.resumed or previous.wall_time_total_s is not None else previous.wall_time_s
+    before = (
+        previous.wall_time_total_s
+        if previous.resumed or previous.wall_time_total_s is not None
+        else previous.wall_time_s
+    )
     return None if before is None else round(before + wall_time_s, 3)
 
 
-def finish(layout: SweepLayout, attempt: Attempt, wait_status: int, rusage: Optional[resource.struct_rusage]) -> RunResult:
+def finish(
+    layout: SweepLayout, attempt: Attempt, wait_status: int, rusage: Optional[resource.struct_rusage]
+) -> RunResult:
     """Record the result of an attempt whose process has been reaped, and release the run's lock."""
     exit_code = os.waitstatus_to_exitcode(wait_status)
     attempt.process.returncode = exit_code  # reaped with os.wait4; tell Popen
@@ -245,7 +268,9 @@ def finish(layout: SweepLayout, attempt: Attempt, wait_status: int, rusage: Opti
     else:
         status = FAILED
         if attempt.resumed and exit_code == 2:
-            reason += f" (while resuming {run_dir.relative_to(layout.root)}: move that directory aside to start the run over)"
+            reason += (
+                f" (while resuming {run_dir.relative_to(layout.root)}: move that directory aside to start the run over)"
+            )
         elif has_checkpoint:
             reason += "; its checkpoint is kept: the next attempt resumes from it"
     wall_time_s = round(time.monotonic() - attempt.started_monotonic, 3)
@@ -313,7 +338,10 @@ def forward_stop(attempt: Attempt) -> None:
             send_signal(attempt, signal.SIGKILL)
         return
     if not attempt.first_handled:
-        if not (attempt.own_session and len(attempt.received) >= 2) and time.monotonic() - attempt.received_at < FORWARD_DELAY_S:
+        if (
+            not (attempt.own_session and len(attempt.received) >= 2)
+            and time.monotonic() - attempt.received_at < FORWARD_DELAY_S
+        ):
             return
         attempt.first_handled = True
         if not script_saw_stop(attempt):
@@ -358,10 +386,19 @@ def requeue_after_time_limit_warning(layout: SweepLayout, attempt: Attempt, resu
     sweep's submission: a signal that reached this runner only, GRACE seconds or less before the end) and
     made progress (a checkpoint after the one it resumed from), requeue this task so that its next run
     resumes. Returns what was done, for the task's output; None when not applicable."""
-    job_id, array_job, task = (os.environ.get(name) for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"))
+    job_id, array_job, task = (
+        os.environ.get(name) for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+    )
     if not (job_id and array_job and task) or result.status != INTERRUPTED or not attempt.sent:
         return None
-    grace = next((submission.get("stop_grace_s") for submission in slurm.read_submissions(layout) if submission.get("job_id") == array_job), None)
+    grace = next(
+        (
+            submission.get("stop_grace_s")
+            for submission in slurm.read_submissions(layout)
+            if submission.get("job_id") == array_job
+        ),
+        None,
+    )
     if not grace:
         return None
     try:
@@ -374,15 +411,24 @@ def requeue_after_time_limit_warning(layout: SweepLayout, attempt: Attempt, resu
     if left_at_signal > grace + SLURM_SIGNAL_EARLY_S + 10:
         return None  # a stop asked for by someone (scancel --batch), not the time limit
     if result.stopped_after_iteration is None or result.stopped_after_iteration <= (result.resumed_from_iteration or 0):
-        return f"not requeued: the attempt made no progress in the {left_at_signal:.0f} s it had left when the time-limit warning came"
-    completed = subprocess.run(["scontrol", "requeue", f"{array_job}_{task}"], capture_output=True, text=True, timeout=slurm.COMMAND_TIMEOUT_S)
+        return (
+            f"not requeued: the attempt made no progress in the {left_at_signal:.0f} s it had left "
+            "when the time-limit warning came"
+        )
+    completed = subprocess.run(
+        ["scontrol", "requeue", f"{array_job}_{task}"], capture_output=True, text=True, timeout=slurm.COMMAND_TIMEOUT_S
+    )
     if completed.returncode != 0:
         return f"not requeued: scontrol requeue failed: {completed.stderr.strip()}"
-    return f"requeued {array_job}_{task} after the time-limit warning ({left_at_signal:.0f} s left): its next run resumes"
+    return (
+        f"requeued {array_job}_{task} after the time-limit warning ({left_at_signal:.0f} s left): its next run resumes"
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.run_one", description="Run one run of a sweep (the Slurm array task).")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.run_one", description="Run one run of a sweep (the Slurm array task)."
+    )
     parser.add_argument("sweep", type=Path, help="the sweep directory or its manifest.json")
     parser.add_argument("index", type=int, help="the run's index in the manifest (SLURM_ARRAY_TASK_ID)")
     args = parser.parse_args(argv)
@@ -395,8 +441,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"run_one: error: {error}", file=sys.stderr)
         return 2
     spec = manifest.runs[args.index]
-    previous = read_result(layout, spec.name)
-    if previous is not None and previous.complete:
+    if is_complete(layout, spec.name):
         print(f"{spec.name}: already complete; nothing to do")
         return 0
 
@@ -414,7 +459,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     previous_handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         if early:
-            print(f"{spec.name}: {signal.Signals(early[0]).name} before the script started; not starting it", file=sys.stderr)
+            print(
+                f"{spec.name}: {signal.Signals(early[0]).name} before the script started; not starting it",
+                file=sys.stderr,
+            )
             return 128 + early[0]
         try:
             attempt = start(manifest, layout, spec)  # in this process group: see the module docstring
@@ -423,9 +471,17 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
         for signum in early:
             request_stop(attempt, signum)
-        print(f"{spec.name}: attempt {attempt.number}{' (resumed)' if attempt.resumed else ''}: {' '.join(attempt.command)}", flush=True)
+        print(
+            f"{spec.name}: attempt {attempt.number}{' (resumed)' if attempt.resumed else ''}: "
+            f"{' '.join(attempt.command)}",
+            flush=True,
+        )
         result = supervise(layout, attempt)
-        print(f"{spec.name}: {result.status}{': ' + result.reason if result.reason else ''} ({result.wall_time_s:.1f} s, peak RSS {result.peak_rss_mb} MB)", flush=True)
+        print(
+            f"{spec.name}: {result.status}{': ' + result.reason if result.reason else ''} "
+            f"({result.wall_time_s:.1f} s, peak RSS {result.peak_rss_mb} MB)",
+            flush=True,
+        )
         requeued = requeue_after_time_limit_warning(layout, attempt, result)
         if requeued:
             print(f"{spec.name}: {requeued}", flush=True)

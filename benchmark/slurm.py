@@ -26,13 +26,25 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from benchmark.atomic import read_json, write_json_atomic
-from benchmark.manifest import SweepError, SweepLayout
-from benchmark.results import utc_now
+from benchmark.manifest import SweepError, SweepLayout, utc_now
 
 ARRAY_TASK_SCRIPT = Path(__file__).resolve().parent / "slurm" / "array_task.sh"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory `python -m benchmark.run_one` must run in
 DEFAULT_STOP_GRACE_S = 180
-ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+ACTIVE_STATES = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+}
 COMMAND_TIMEOUT_S = 60
 
 
@@ -153,7 +165,15 @@ def submit(layout: SweepLayout, python: str, indices: Sequence[int], options: Sl
     if not job_id.isdigit():
         raise SweepError(f"sbatch printed {completed.stdout.strip()!r}, not a job id")
     submissions = read_submissions(layout)
-    submissions.append({"job_id": job_id, "indices": sorted(indices), "submitted_at": utc_now(), "command": command, "stop_grace_s": options.stop_grace_s})
+    submissions.append(
+        {
+            "job_id": job_id,
+            "indices": sorted(indices),
+            "submitted_at": utc_now(),
+            "command": command,
+            "stop_grace_s": options.stop_grace_s,
+        }
+    )
     write_json_atomic(layout.submissions, submissions)
     return job_id
 
@@ -179,7 +199,9 @@ def parse_scontrol(text: str, job_id: str) -> dict[int, TaskState]:
         if not (array_job and task and state) or array_job.group(1) != job_id:
             continue
         exit_code = re.search(r"\bExitCode=(\S+)", line)
-        states[int(task.group(1))] = TaskState(state=state.group(1), job_id=job_id, reason=f"ExitCode={exit_code.group(1)}" if exit_code else "")
+        states[int(task.group(1))] = TaskState(
+            state=state.group(1), job_id=job_id, reason=f"ExitCode={exit_code.group(1)}" if exit_code else ""
+        )
     return states
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 from benchmark.manifest import Manifest, SweepLayout
-from benchmark.results import read_result
+from benchmark.run_result import read_result
 from benchmark.run_one import is_running
 from benchmark.slurm import TaskState, read_submissions
 
@@ -36,7 +36,9 @@ class RunStatus:
         return asdict(self)
 
 
-def run_statuses(manifest: Manifest, layout: SweepLayout, slurm_states: Optional[dict[int, TaskState]] = None) -> list[RunStatus]:
+def run_statuses(
+    manifest: Manifest, layout: SweepLayout, slurm_states: Optional[dict[int, TaskState]] = None
+) -> list[RunStatus]:
     slurm_states = slurm_states or {}
     submitted = {index for submission in read_submissions(layout) for index in submission["indices"]}
     statuses = []
@@ -50,13 +52,25 @@ def run_statuses(manifest: Manifest, layout: SweepLayout, slurm_states: Optional
                 detail += f"; attempt {result.attempt} {result.status}: {result.reason}"
             statuses.append(RunStatus(index, spec.name, state, detail))
         elif result is not None:
-            resumed = f", resumed from iteration {result.resumed_from_iteration}" if result.resumed_from_iteration is not None else ""
-            detail = f"attempt {result.attempt}{resumed}, {result.wall_time_s:.0f} s" if result.complete else f"attempt {result.attempt}{resumed}: {result.reason}"
+            resumed = (
+                f", resumed from iteration {result.resumed_from_iteration}"
+                if result.resumed_from_iteration is not None
+                else ""
+            )
+            detail = (
+                f"attempt {result.attempt}{resumed}, {result.wall_time_s:.0f} s"
+                if result.complete
+                else f"attempt {result.attempt}{resumed}: {result.reason}"
+            )
             statuses.append(RunStatus(index, spec.name, result.status, detail))
         elif is_running(layout, spec.name):
             statuses.append(RunStatus(index, spec.name, "running", "a local runner holds its lock"))
         elif index in submitted:
-            detail = f"left the queue without a result; Slurm {task.job_id}_{index} {task.state} {task.reason}".strip() if task else "left the queue without a result"
+            detail = (
+                f"left the queue without a result; Slurm {task.job_id}_{index} {task.state} {task.reason}".strip()
+                if task
+                else "left the queue without a result"
+            )
             statuses.append(RunStatus(index, spec.name, "lost", detail))
         else:
             statuses.append(RunStatus(index, spec.name, "not started"))
@@ -80,12 +94,12 @@ def all_final(statuses: Sequence[RunStatus]) -> bool:
     return all(status.state in FINAL_STATES for status in statuses)
 
 
-def wait_until_final(poll, timeout_s: float, interval_s: float = 5.0) -> tuple[list[RunStatus], bool]:
-    """Call `poll()` (returning statuses) until no run is queued or running, or `timeout_s` passes.
+def wait_until_final(read_statuses, timeout_s: float, interval_s: float = 5.0) -> tuple[list[RunStatus], bool]:
+    """Call `read_statuses()` until no run is queued or running, or `timeout_s` passes.
     Returns the last statuses and whether they are final."""
     deadline = time.monotonic() + timeout_s
     while True:
-        statuses = poll()
+        statuses = read_statuses()
         if all_final(statuses):
             return statuses, True
         if time.monotonic() >= deadline:

@@ -54,64 +54,100 @@ def run_parser() -> argparse.ArgumentParser:
         description="Run every script x env id x seed; arguments after `--` go to every run. "
         "`python -m benchmark.sweep status --out DIR` shows a sweep's state.",
     )
-    parser.add_argument("--script", dest="scripts", nargs="+", action="extend", required=True, help="training script(s), e.g. ppo_discrete.py")
+    parser.add_argument(
+        "--script",
+        dest="scripts",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="training script(s), e.g. ppo_discrete.py",
+    )
     parser.add_argument("--env-ids", nargs="+", action="extend", required=True, help="gymnasium env ids")
     parser.add_argument("--seeds", nargs="+", action="extend", type=int, required=True, help="seeds")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory, e.g. benchmark/runs/NAME")
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
-    parser.add_argument("--threads-per-run", type=positive_int, default=1, help="OMP_NUM_THREADS and --torch-threads of each run (default 1)")
+    parser.add_argument(
+        "--threads-per-run",
+        type=positive_int,
+        default=1,
+        help="OMP_NUM_THREADS and --torch-threads of each run (default 1)",
+    )
     parser.add_argument(
         "--checkpoint-every", type=non_negative_int, default=10,
-        help="the scripts' --checkpoint-every: a checkpoint every N iterations, so a run that is killed loses at most N; "
-        "a stopped or killed run's next attempt resumes from its checkpoint (default 10; 0: only when stopped by a signal)",
+        help="the scripts' --checkpoint-every: a checkpoint every N iterations, so a run that is killed loses "
+        "at most N; a stopped or killed run's next attempt resumes from its checkpoint "
+        "(default 10; 0: only when stopped by a signal)",
     )  # fmt: skip
     local_group = parser.add_argument_group("local backend")
-    local_group.add_argument("--workers", type=positive_int, default=None, help="runs at once (default: CPU cores // threads per run)")
-    local_group.add_argument("--progress-interval", type=float, default=30.0, help="seconds between progress summary lines")
+    local_group.add_argument(
+        "--workers", type=positive_int, default=None, help="runs at once (default: CPU cores // threads per run)"
+    )
+    local_group.add_argument(
+        "--progress-interval", type=float, default=30.0, help="seconds between progress summary lines"
+    )
     slurm_group = parser.add_argument_group("slurm backend (one sbatch --array job)")
     slurm_group.add_argument("--partition", default=None)
     slurm_group.add_argument("--time", default=None, help="time limit per run, e.g. 8:00:00")
     slurm_group.add_argument("--cpus-per-task", type=positive_int, default=None, help="default: --threads-per-run")
     slurm_group.add_argument("--gpus-per-task", type=int, default=0)
     slurm_group.add_argument("--mem", default=None, help="memory per run, e.g. 8G")
-    slurm_group.add_argument("--max-concurrent", type=positive_int, default=None, help="array throttle: at most N runs at once (%%N)")
+    slurm_group.add_argument(
+        "--max-concurrent", type=positive_int, default=None, help="array throttle: at most N runs at once (%%N)"
+    )
     slurm_group.add_argument("--job-name", default=None, help="default: benchmark-<sweep dir name>")
     slurm_group.add_argument(
         "--stop-grace", type=non_negative_int, default=slurm.DEFAULT_STOP_GRACE_S,
-        help="seconds before the time limit at which a run is told to stop with a checkpoint (sbatch --signal=B:TERM@N); "
-        f"the task then requeues itself and resumes (default {slurm.DEFAULT_STOP_GRACE_S}; 0: no early signal)",
+        help="seconds before the time limit at which a run is told to stop with a checkpoint "
+        f"(sbatch --signal=B:TERM@N); the task then requeues itself and resumes "
+        f"(default {slurm.DEFAULT_STOP_GRACE_S}; 0: no early signal)",
     )  # fmt: skip
-    slurm_group.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], help="extra sbatch argument, e.g. --sbatch-arg=--account=rl (repeatable)")
-    slurm_group.add_argument("--wait", action="store_true", help="wait for the job to finish and exit like the local backend")
+    slurm_group.add_argument(
+        "--sbatch-arg",
+        dest="sbatch_args",
+        action="append",
+        default=[],
+        help="extra sbatch argument, e.g. --sbatch-arg=--account=rl (repeatable)",
+    )
+    slurm_group.add_argument(
+        "--wait", action="store_true", help="wait for the job to finish and exit like the local backend"
+    )
     slurm_group.add_argument("--wait-timeout", type=float, default=7 * 24 * 3600, help="seconds --wait waits at most")
-    slurm_group.add_argument("--poll-interval", type=float, default=30.0, help="seconds between squeue polls with --wait")
+    slurm_group.add_argument(
+        "--poll-interval", type=float, default=30.0, help="seconds between squeue polls with --wait"
+    )
     return parser
 
 
 def status_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.sweep status", description="Show the state of every run of a sweep.")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.sweep status", description="Show the state of every run of a sweep."
+    )
     parser.add_argument("--out", type=Path, required=True, help="the sweep directory")
     parser.add_argument("--json", action="store_true", help="print the states as JSON")
-    parser.add_argument("--wait", action="store_true", help="wait until no run is queued or running; exit 0 if all are complete, else 1")
+    parser.add_argument(
+        "--wait", action="store_true", help="wait until no run is queued or running; exit 0 if all are complete, else 1"
+    )
     parser.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="seconds --wait waits at most")
     parser.add_argument("--poll-interval", type=float, default=30.0)
     return parser
 
 
-def poll_statuses(layout: SweepLayout):
+def status_reader(layout: SweepLayout):
     """A function returning the sweep's current statuses (asking Slurm only if the sweep was submitted)."""
     manifest = load_manifest(layout)
 
-    def poll():
+    def read_statuses():
         states = slurm.sweep_task_states(layout) if slurm.read_submissions(layout) else {}
         return run_statuses(manifest, layout, states)
 
-    return poll
+    return read_statuses
 
 
 def print_statuses(statuses, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"summary": summary_line(statuses), "runs": [status.to_json() for status in statuses]}, indent=2))
+        print(
+            json.dumps({"summary": summary_line(statuses), "runs": [status.to_json() for status in statuses]}, indent=2)
+        )
     else:
         print(format_table(statuses))
         print(summary_line(statuses))
@@ -123,12 +159,12 @@ def exit_code(statuses) -> int:
 
 def main_status(argv: Sequence[str]) -> int:
     args = status_parser().parse_args(argv)
-    poll = poll_statuses(SweepLayout(args.out))
+    read_statuses = status_reader(SweepLayout(args.out))
     if not args.wait:
-        statuses = poll()
+        statuses = read_statuses()
         print_statuses(statuses, args.json)
         return 0
-    statuses, final = wait_until_final(poll, args.timeout, args.poll_interval)
+    statuses, final = wait_until_final(read_statuses, args.timeout, args.poll_interval)
     print_statuses(statuses, args.json)
     if not final:
         print(f"timed out after {args.timeout:.0f} s with runs still queued or running", file=sys.stderr)
@@ -144,7 +180,10 @@ def check_time_and_grace(time_limit: Optional[str], stop_grace: int) -> None:
         return
     seconds = slurm.parse_time(time_limit)
     if seconds is not None and seconds <= stop_grace + 60:
-        raise SweepError(f"--time {time_limit} leaves no time before the stop signal --stop-grace {stop_grace} asks for (Slurm may send it up to 60 s early): raise --time or lower --stop-grace")
+        raise SweepError(
+            f"--time {time_limit} leaves no time before the stop signal --stop-grace {stop_grace} asks for "
+            "(Slurm may send it up to 60 s early): raise --time or lower --stop-grace"
+        )
 
 
 def main_run(argv: Sequence[str]) -> int:
@@ -157,7 +196,9 @@ def main_run(argv: Sequence[str]) -> int:
     runs = expand_runs(args.scripts, args.env_ids, args.seeds, extra_args)
     if args.backend == "slurm":
         check_time_and_grace(args.time, args.stop_grace)
-    manifest, indices = create_or_extend(layout, runs, args.threads_per_run, Path.cwd(), checkpoint_every=args.checkpoint_every)
+    manifest, indices = create_or_extend(
+        layout, runs, args.threads_per_run, Path.cwd(), checkpoint_every=args.checkpoint_every
+    )
     print(f"sweep {layout.root}: {len(indices)} runs of {len(manifest.runs)} in the manifest")
 
     if args.backend == "local":
@@ -165,7 +206,11 @@ def main_run(argv: Sequence[str]) -> int:
         try:
             local.run_local(manifest, layout, indices, workers, args.progress_interval)
         except KeyboardInterrupt:
-            print("interrupted; run the same command again to finish the sweep (interrupted runs resume from their checkpoints)", file=sys.stderr)
+            print(
+                "interrupted; run the same command again to finish the sweep "
+                "(interrupted runs resume from their checkpoints)",
+                file=sys.stderr,
+            )
             return 130
         statuses = [status for status in run_statuses(manifest, layout) if status.index in set(indices)]
         print(summary_line(statuses))
@@ -183,14 +228,15 @@ def main_run(argv: Sequence[str]) -> int:
         options = slurm.SlurmOptions(
             partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task or args.threads_per_run,
             gpus_per_task=args.gpus_per_task, mem=args.mem, max_concurrent=args.max_concurrent,
-            job_name=args.job_name or f"benchmark-{layout.root.name}", extra=args.sbatch_args, stop_grace_s=args.stop_grace,
+            job_name=args.job_name or f"benchmark-{layout.root.name}", extra=args.sbatch_args,
+            stop_grace_s=args.stop_grace,
         )  # fmt: skip
         job_id = slurm.submit(layout, manifest.python, todo, options)
         print(f"submitted array job {job_id} with {len(todo)} tasks ({slurm.array_spec(todo, args.max_concurrent)}); "
               f"output in {layout.slurm_dir}; see `python -m benchmark.sweep status --out {args.out}`")  # fmt: skip
     if not args.wait:
         return 0
-    statuses, _ = wait_until_final(poll_statuses(layout), args.wait_timeout, args.poll_interval)
+    statuses, _ = wait_until_final(status_reader(layout), args.wait_timeout, args.poll_interval)
     statuses = [status for status in statuses if status.index in set(indices)]
     print(format_table(statuses))
     print(summary_line(statuses))

@@ -26,8 +26,8 @@ def args_label(extra_args: Sequence[str]) -> str:
 
 
 PUBLISHED_COLUMNS = (
-    "published_source", "published_algorithm", "published_env_id", "published_steps", "published_mean", "published_spread",
-    "published_spread_meaning", "published_env_versions", "published_reference", "comparison_note",
+    "published_source", "published_algorithm", "published_env_id", "published_steps", "published_mean",
+    "published_spread", "published_spread_meaning", "published_env_versions", "published_reference", "comparison_note",
 )  # fmt: skip
 
 
@@ -75,16 +75,35 @@ def comparison_rows(groups: Sequence[GroupSummary], published: Sequence[Publishe
 def run_rows(runs: Sequence[RunSummary], incomplete: Sequence[IncompleteRun]) -> list[dict]:
     rows = [
         {
-            "sweep": run.sweep, "name": run.name, "script": run.script, "env_id": run.env_id, "seed": run.seed,
-            "args": args_label(run.extra_args), "state": "complete", "final_return": run.final_return,
-            "num_episodes": run.num_episodes, "steps": run.total_steps, "sps_median": run.sps_median,
-            "sps_final": run.sps_final, "wall_time_s": run.wall_time_s, "peak_rss_mb": run.peak_rss_mb, "reason": "",
+            "sweep": run.sweep,
+            "name": run.name,
+            "script": run.script,
+            "env_id": run.env_id,
+            "seed": run.seed,
+            "args": args_label(run.extra_args),
+            "state": "complete",
+            "final_return": run.final_return,
+            "num_episodes": run.num_episodes,
+            "steps": run.total_steps,
+            "sps_median": run.sps_median,
+            "sps_final": run.sps_final,
+            "wall_time_s": run.wall_time_s,
+            "peak_rss_mb": run.peak_rss_mb,
+            "reason": "",
         }  # fmt: skip
         for run in runs
     ]
     for run in incomplete:
         row = dict.fromkeys(rows[0] if rows else (), "")
-        row.update(sweep=run.sweep, name=run.name, script=run.script, env_id=run.env_id, seed=run.seed, state=run.state, reason=run.reason)
+        row.update(
+            sweep=run.sweep,
+            name=run.name,
+            script=run.script,
+            env_id=run.env_id,
+            seed=run.seed,
+            state=run.state,
+            reason=run.reason,
+        )
         rows.append(row)
     return rows
 
@@ -106,12 +125,29 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 
 def ours_markdown(groups: Sequence[GroupSummary]) -> str:
-    headers = ["Env", "Script", "Arguments", "Seeds", "Steps", "Return (mean ± std)", "IQM [95% CI]", "SPS (median)", "Wall time (mean)", "Peak RSS (max)"]
+    headers = [
+        "Env",
+        "Script",
+        "Arguments",
+        "Seeds",
+        "Steps",
+        "Return (mean ± std)",
+        "IQM [95% CI]",
+        "SPS (median)",
+        "Wall time (mean)",
+        "Peak RSS (max)",
+    ]
     rows = [
         [
-            group.env_id, group.script, f"`{args_label(group.extra_args)}`", str(group.num_seeds), f"{group.total_steps:,}",
-            mean_spread(group.mean, group.std), f"{fmt(group.iqm)} [{fmt(group.iqm_low)}, {fmt(group.iqm_high)}]",
-            fmt(group.sps_median, 0), f"{fmt(group.wall_time_mean_s / 60 if group.wall_time_mean_s is not None else None, 1)} min",
+            group.env_id,
+            group.script,
+            f"`{args_label(group.extra_args)}`",
+            str(group.num_seeds),
+            f"{group.total_steps:,}",
+            mean_spread(group.mean, group.std),
+            f"{fmt(group.iqm)} [{fmt(group.iqm_low)}, {fmt(group.iqm_high)}]",
+            fmt(group.sps_median, 0),
+            f"{fmt(group.wall_time_mean_s / 60 if group.wall_time_mean_s is not None else None, 1)} min",
             f"{fmt(group.peak_rss_max_mb, 0)} MB",
         ]  # fmt: skip
         for group in groups
@@ -120,13 +156,27 @@ def ours_markdown(groups: Sequence[GroupSummary]) -> str:
 
 
 def comparison_markdown(rows: Sequence[dict]) -> str:
-    headers = ["Env (ours)", "Script", "Ours: return (mean ± std over seeds)", "Published env", "Source", "Published", "Published steps", "Note"]
+    headers = [
+        "Env (ours)",
+        "Script",
+        "Ours: return (mean ± std over seeds)",
+        "Published env",
+        "Source",
+        "Published",
+        "Published steps",
+        "Note",
+    ]
     table_rows = [
         [
-            row["env_id"], row["script"], f"{mean_spread(row['return_mean'], row['return_std'])} ({row['num_seeds']} seed{'s' if row['num_seeds'] != 1 else ''}, {row['steps']:,} steps)",
-            row["published_env_id"], f"{row['published_source']} {row['published_algorithm']}",
+            row["env_id"],
+            row["script"],
+            f"{mean_spread(row['return_mean'], row['return_std'])} "
+            f"({row['num_seeds']} seed{'s' if row['num_seeds'] != 1 else ''}, {row['steps']:,} steps)",
+            row["published_env_id"],
+            f"{row['published_source']} {row['published_algorithm']}",
             mean_spread(row["published_mean"], row["published_spread"] if row["published_spread"] != "" else None),
-            f"{row['published_steps']:,}", row["comparison_note"],
+            f"{row['published_steps']:,}",
+            row["comparison_note"],
         ]  # fmt: skip
         for row in rows
         if row["published_source"]
@@ -139,17 +189,38 @@ def sources_markdown(published: Sequence[PublishedResult]) -> str:
     for result in published:
         seen.setdefault((result.source, result.algorithm, result.env_versions), result)
     headers = ["Source", "Implementation", "Env versions", "What ± means", "Reference", "Note"]
-    return markdown_table(headers, [[r.source, r.algorithm, r.env_versions, r.spread_meaning, r.reference, r.note] for r in seen.values()])
+    return markdown_table(
+        headers, [[r.source, r.algorithm, r.env_versions, r.spread_meaning, r.reference, r.note] for r in seen.values()]
+    )
 
 
 def runs_markdown(runs: Sequence[RunSummary], incomplete: Sequence[IncompleteRun]) -> str:
-    headers = ["Run", "Seed", "Return (last 100 episodes)", "Episodes", "Steps", "SPS (median)", "Wall time", "Peak RSS"]
+    headers = [
+        "Run",
+        "Seed",
+        "Return (last 100 episodes)",
+        "Episodes",
+        "Steps",
+        "SPS (median)",
+        "Wall time",
+        "Peak RSS",
+    ]
     rows = [
-        [run.name, str(run.seed), fmt(run.final_return), str(run.num_episodes), f"{run.total_steps:,}", fmt(run.sps_median, 0),
-         f"{fmt(run.wall_time_s, 0)} s", f"{fmt(run.peak_rss_mb, 0)} MB"]  # fmt: skip
+        [
+            run.name,
+            str(run.seed),
+            fmt(run.final_return),
+            str(run.num_episodes),
+            f"{run.total_steps:,}",
+            fmt(run.sps_median, 0),
+            f"{fmt(run.wall_time_s, 0)} s",
+            f"{fmt(run.peak_rss_mb, 0)} MB",
+        ]  # fmt: skip
         for run in runs
     ]
     text = markdown_table(headers, rows)
     if incomplete:
-        text += "\n\nNot included (not complete):\n\n" + markdown_table(["Run", "Sweep", "State", "Reason"], [[run.name, run.sweep, run.state, run.reason] for run in incomplete])
+        text += "\n\nNot included (not complete):\n\n" + markdown_table(
+            ["Run", "Sweep", "State", "Reason"], [[run.name, run.sweep, run.state, run.reason] for run in incomplete]
+        )
     return text

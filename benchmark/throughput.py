@@ -51,22 +51,84 @@ class Preset:
 
 PRESETS = {
     "cartpole": Preset("cartpole", "ppo_discrete.py", "CartPole-v1", 4, (), ()),
-    "acrobot": Preset("acrobot", "ppo_discrete.py", "Acrobot-v1", 4, ("--env-id", "Acrobot-v1"), ("--env-id", "Acrobot-v1")),
+    "acrobot": Preset(
+        "acrobot", "ppo_discrete.py", "Acrobot-v1", 4, ("--env-id", "Acrobot-v1"), ("--env-id", "Acrobot-v1")
+    ),
     "pendulum": Preset(
-        "pendulum", "ppo_continuous.py", "Pendulum-v1", 1, (),
-        ("--env-id", "Pendulum-v1", "--continuous", "--num-envs", "1", "--num-steps", "2048", "--num-minibatches", "32",
-         "--update-epochs", "10", "--learning-rate", "3e-4", "--ent-coef", "0"),
+        "pendulum",
+        "ppo_continuous.py",
+        "Pendulum-v1",
+        1,
+        (),
+        (
+            "--env-id",
+            "Pendulum-v1",
+            "--continuous",
+            "--num-envs",
+            "1",
+            "--num-steps",
+            "2048",
+            "--num-minibatches",
+            "32",
+            "--update-epochs",
+            "10",
+            "--learning-rate",
+            "3e-4",
+            "--ent-coef",
+            "0",
+        ),
     ),  # fmt: skip
     "halfcheetah": Preset(
-        "halfcheetah", "ppo_continuous.py", "HalfCheetah-v5", 1, ("--env-id", "HalfCheetah-v5"),
-        ("--env-id", "HalfCheetah-v5", "--continuous", "--num-envs", "1", "--num-steps", "2048", "--num-minibatches", "32",
-         "--update-epochs", "10", "--learning-rate", "3e-4", "--ent-coef", "0"),
+        "halfcheetah",
+        "ppo_continuous.py",
+        "HalfCheetah-v5",
+        1,
+        ("--env-id", "HalfCheetah-v5"),
+        (
+            "--env-id",
+            "HalfCheetah-v5",
+            "--continuous",
+            "--num-envs",
+            "1",
+            "--num-steps",
+            "2048",
+            "--num-minibatches",
+            "32",
+            "--update-epochs",
+            "10",
+            "--learning-rate",
+            "3e-4",
+            "--ent-coef",
+            "0",
+        ),
     ),  # fmt: skip
     "breakout": Preset(
-        "breakout", "ppo_atari.py", "BreakoutNoFrameskip-v4", 8, (),
-        ("--env-id", "BreakoutNoFrameskip-v4", "--atari", "--num-envs", "8", "--num-steps", "128", "--num-minibatches", "4",
-         "--update-epochs", "4", "--learning-rate", "2.5e-4", "--clip-coef", "0.1", "--ent-coef", "0.01"),
-        threads=2, steps=20_480,  # 20 iterations: an Atari run of 100k steps takes several minutes
+        "breakout",
+        "ppo_atari.py",
+        "BreakoutNoFrameskip-v4",
+        8,
+        (),
+        (
+            "--env-id",
+            "BreakoutNoFrameskip-v4",
+            "--atari",
+            "--num-envs",
+            "8",
+            "--num-steps",
+            "128",
+            "--num-minibatches",
+            "4",
+            "--update-epochs",
+            "4",
+            "--learning-rate",
+            "2.5e-4",
+            "--clip-coef",
+            "0.1",
+            "--ent-coef",
+            "0.01",
+        ),
+        threads=2,
+        steps=20_480,  # 20 iterations: an Atari run of 100k steps takes several minutes
     ),  # fmt: skip
 }
 
@@ -137,8 +199,9 @@ def env_only_sps(preset: Preset, steps: int, seed: int = 0) -> float:
     return iterations * num_envs / elapsed
 
 
-def script_args(preset: Preset, steps: int) -> list[str]:
-    """The script's arguments for one timed run: the preset's, the step budget, a fresh run directory, no progress lines."""
+def timed_run_args(preset: Preset, steps: int) -> list[str]:
+    """The script's arguments for one timed run: the preset's, the step budget, a fresh run directory, no progress
+    lines."""
     return [*preset.script_args, "--total-timesteps", str(steps), "--output-dir", "/tmp/benchmark-throughput",
             "--run-name", f"{preset.name}-{time.time_ns()}", "--progress-interval", "1e9"]  # fmt: skip
 
@@ -149,10 +212,28 @@ def measure(preset: Preset, steps: int, repeats: int, threads: int | None = None
     python = sys.executable
     samples: dict[str, list[float]] = {"ours": [], "reference": [], "env_only": []}
     for repeat in range(repeats):
-        samples["ours"].append(run_and_time([python, str(REPO / preset.script), *script_args(preset, steps)], threads))
-        samples["reference"].append(run_and_time([python, "-m", "benchmark.reference.naive_ppo", *preset.reference_args, "--total-timesteps", str(steps)], threads))
+        samples["ours"].append(
+            run_and_time([python, str(REPO / preset.script), *timed_run_args(preset, steps)], threads)
+        )
+        samples["reference"].append(
+            run_and_time(
+                [
+                    python,
+                    "-m",
+                    "benchmark.reference.naive_ppo",
+                    *preset.reference_args,
+                    "--total-timesteps",
+                    str(steps),
+                ],
+                threads,
+            )
+        )
         samples["env_only"].append(env_only_sps(preset, steps))
-        print(f"{preset.name} repeat {repeat + 1}/{repeats}: " + ", ".join(f"{key} {values[-1]:,.0f}" for key, values in samples.items()), flush=True)
+        print(
+            f"{preset.name} repeat {repeat + 1}/{repeats}: "
+            + ", ".join(f"{key} {values[-1]:,.0f}" for key, values in samples.items()),
+            flush=True,
+        )
     return samples
 
 
@@ -161,7 +242,19 @@ def measure_phases(preset: Preset, steps: int, threads: int | None = None) -> di
     threads = preset.threads if threads is None else threads
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "phases.json"
-        run([sys.executable, "-m", "benchmark.phases", "--out", str(out), "--", str(REPO / preset.script), *script_args(preset, steps)], threads)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "benchmark.phases",
+                "--out",
+                str(out),
+                "--",
+                str(REPO / preset.script),
+                *timed_run_args(preset, steps),
+            ],
+            threads,
+        )
         return read_json(out)
 
 
@@ -172,24 +265,36 @@ def phase_cells(phases: Mapping | None) -> list[str]:
     """The loop shares in percent, the setup seconds and the peak RSS; dashes where no profiled run was made."""
     if phases is None:
         return ["-"] * (len(LOOP_PHASES) + 2)
-    return [f"{100 * phases['shares'][phase]:.0f}%" for phase in LOOP_PHASES] + [f"{phases['setup_s']:.1f}", f"{phases['peak_rss_mb']:,.0f}"]
+    return [f"{100 * phases['shares'][phase]:.0f}%" for phase in LOOP_PHASES] + [
+        f"{phases['setup_s']:.1f}",
+        f"{phases['peak_rss_mb']:,.0f}",
+    ]
 
 
 def per_preset_text(values: int | Mapping[str, int], names: Sequence[str]) -> str:
-    """"5" for one value shared by all presets, else "5 (cartpole), 7 (breakout)"."""
+    """ "5" for one value shared by all presets, else "5 (cartpole), 7 (breakout)"."""
     if not isinstance(values, int) and len(set(values.values())) == 1:
         values = next(iter(values.values()))
     return f"{values:,}" if isinstance(values, int) else ", ".join(f"{values[name]:,} ({name})" for name in names)
 
 
-def markdown_table(rows: dict[str, dict[str, list[float]]], steps: int | Mapping[str, int], threads: int | Mapping[str, int], phases: Mapping[str, Mapping] | None = None) -> str:
-    """rows: {preset: measure(...)}; steps and threads: one value for all, or {preset: its own}; phases: {preset: measure_phases(...)}."""
+def throughput_markdown(
+    rows: dict[str, dict[str, list[float]]],
+    steps: int | Mapping[str, int],
+    threads: int | Mapping[str, int],
+    phases: Mapping[str, Mapping] | None = None,
+) -> str:
+    """rows: {preset: measure(...)}; steps and threads: one value for all, or {preset: its own};
+    phases: {preset: measure_phases(...)}."""
     steps_text, threads_text = per_preset_text(steps, list(rows)), per_preset_text(threads, list(rows))
     phases = phases or {}
     lines = [
-        f"Steps per second, median over repeats (min-max), {steps_text} steps a run, OMP_NUM_THREADS={threads_text}, runs interleaved.",
-        "Shares of ours' training-loop time, seconds outside the loop (imports, setup, finish) and peak RSS: one more run of ours",
-        "under benchmark.phases (a 1 ms timer-signal line sampler in the process; that run's SPS is not the one reported).",
+        f"Steps per second, median over repeats (min-max), {steps_text} steps a run, "
+        f"OMP_NUM_THREADS={threads_text}, runs interleaved.",
+        "Shares of ours' training-loop time, seconds outside the loop (imports, setup, finish) and peak RSS: "
+        "one more run of ours",
+        "under benchmark.phases (a 1 ms timer-signal line sampler in the process; "
+        "that run's SPS is not the one reported).",
         "",
         "| preset | ours SPS | straightforward | env only | ours / straightforward | ours / env only | "
         + " | ".join(PHASE_HEADERS.values()) + " | setup s | peak RSS MB |",
@@ -197,8 +302,15 @@ def markdown_table(rows: dict[str, dict[str, list[float]]], steps: int | Mapping
     ]  # fmt: skip
     for name, samples in rows.items():
         median = {key: statistics.median(values) for key, values in samples.items()}
-        cells = [f"{median[key]:,.0f} ({min(samples[key]):,.0f}-{max(samples[key]):,.0f})" for key in ("ours", "reference", "env_only")]
-        cells += [f"{median['ours'] / median['reference']:.2f}x", f"{median['ours'] / median['env_only']:.2f}", *phase_cells(phases.get(name))]
+        cells = [
+            f"{median[key]:,.0f} ({min(samples[key]):,.0f}-{max(samples[key]):,.0f})"
+            for key in ("ours", "reference", "env_only")
+        ]
+        cells += [
+            f"{median['ours'] / median['reference']:.2f}x",
+            f"{median['ours'] / median['env_only']:.2f}",
+            *phase_cells(phases.get(name)),
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -206,9 +318,16 @@ def markdown_table(rows: dict[str, dict[str, list[float]]], steps: int | Mapping
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=["cartpole"])
-    parser.add_argument("--steps", type=int, default=None, help="environment steps per run (default: each preset's own, 100k; breakout 20,480)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="environment steps per run (default: each preset's own, 100k; breakout 20,480)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: each preset's own)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: each preset's own)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="directory for throughput.md")
     args = parser.parse_args(argv)
     threads = {name: PRESETS[name].threads if args.threads is None else args.threads for name in args.preset}
@@ -217,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.preset:
         rows[name] = measure(PRESETS[name], steps[name], args.repeats, threads[name])
         phases[name] = measure_phases(PRESETS[name], steps[name], threads[name])
-    table = markdown_table(rows, steps, threads, phases)
+    table = throughput_markdown(rows, steps, threads, phases)
     print(table)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

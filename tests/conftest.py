@@ -13,12 +13,26 @@ REPO = Path(__file__).resolve().parent.parent
 def run_script(script: str, *args: str, cwd=None, timeout: float = 600, extra_env=None) -> subprocess.CompletedProcess:
     """Run `python <script> <args>` from `cwd` with OMP_NUM_THREADS=1 (pass --torch-threads to fix the script's
     own thread count where its default is not 1: results repeat exactly only at a fixed count)."""
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=script_env(extra_env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        cwd=cwd or REPO,
+        env=script_env(extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def script_env(extra_env=None) -> dict:
     """The environment the scripts run in under test: one OpenMP thread, W&B offline, headless rendering."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", WANDB_MODE="offline", SDL_VIDEODRIVER="dummy", MUJOCO_GL="egl")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        OMP_NUM_THREADS="1",
+        WANDB_MODE="offline",
+        SDL_VIDEODRIVER="dummy",
+        MUJOCO_GL="egl",
+    )
     env.update(extra_env or {})
     return env
 
@@ -29,15 +43,29 @@ def read_scalars(run_dir) -> dict:
 
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]
+    }
 
 
 # The scalars every script logs against global_step, read back from the TensorBoard events by the tests.
 EXPECTED_KEYS = [
-    "charts/episodic_return", "charts/episodic_length", "charts/learning_rate", "charts/SPS",
-    "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losses/approx_kl",
-    "losses/clipfrac", "losses/explained_variance", "losses/grad_norm", "losses/exact_kl", "charts/kl_beta", "charts/clip_coef",
-]  # fmt: skip
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/learning_rate",
+    "charts/SPS",
+    "losses/value_loss",
+    "losses/policy_loss",
+    "losses/entropy",
+    "losses/old_approx_kl",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
+    "losses/grad_norm",
+    "losses/exact_kl",
+    "charts/kl_beta",
+    "charts/clip_coef",
+]
 
 # Bad arguments every script rejects the same way (check_args is one of the blocks they share).
 ARGUMENT_CHECKS = [
@@ -49,7 +77,10 @@ ARGUMENT_CHECKS = [
     (("--gae-lambda", "-0.1"), "--gae-lambda must be in [0, 1]"),
     (("--kl-target", "0"), "--kl-target must be positive"),
     (("--kl-beta", "-1"), "--kl-beta must be non-negative"),
-    (("--policy-objective", "kl-fixed", "--adaptive-clip"), "--adaptive-clip adapts the clip range of --policy-objective clip"),
+    (
+        ("--policy-objective", "kl-fixed", "--adaptive-clip"),
+        "--adaptive-clip adapts the clip range of --policy-objective clip",
+    ),
     (("--total-timesteps", "100"), "less than one batch"),
     (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
 ]

@@ -23,7 +23,9 @@ import numpy as np
 class LoopEnv(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, terminate: bool, continuous_actions: bool = False, obs_scale: float = 1.0, obs_offset: float = 0.0):
+    def __init__(
+        self, terminate: bool, continuous_actions: bool = False, obs_scale: float = 1.0, obs_offset: float = 0.0
+    ):
         self.terminate = terminate
         self.obs_scale, self.obs_offset = obs_scale, obs_offset
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
@@ -67,8 +69,16 @@ def expected_values(gamma: float, gae_lambda: float, terminate: bool) -> tuple:
 
 gym.register("LoopTruncated-v0", entry_point=LoopEnv, kwargs={"terminate": False})
 gym.register("LoopTerminated-v0", entry_point=LoopEnv, kwargs={"terminate": True})
-gym.register("LoopTruncatedContinuous-v0", entry_point=LoopEnv, kwargs={"terminate": False, "continuous_actions": True, "obs_scale": 5.0, "obs_offset": 20.0})
-gym.register("LoopTerminatedContinuous-v0", entry_point=LoopEnv, kwargs={"terminate": True, "continuous_actions": True, "obs_scale": 5.0, "obs_offset": 20.0})
+gym.register(
+    "LoopTruncatedContinuous-v0",
+    entry_point=LoopEnv,
+    kwargs={"terminate": False, "continuous_actions": True, "obs_scale": 5.0, "obs_offset": 20.0},
+)
+gym.register(
+    "LoopTerminatedContinuous-v0",
+    entry_point=LoopEnv,
+    kwargs={"terminate": True, "continuous_actions": True, "obs_scale": 5.0, "obs_offset": 20.0},
+)
 
 
 class NanRewardEnv(gym.Env):
@@ -81,7 +91,9 @@ class NanRewardEnv(gym.Env):
     def __init__(self, nan_after: int = 200, continuous_actions: bool = False):
         self.nan_after = nan_after
         self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous_actions else gym.spaces.Discrete(2)
+        self.action_space = (
+            gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous_actions else gym.spaces.Discrete(2)
+        )
         self.total_steps = 0
         self.t = 0
 

@@ -15,14 +15,22 @@ RANDOM = {"Acrobot-v1": -450.0, "CartPole-v1": 20.0, "Pendulum-v1": -1200.0}
 def written(tmp_path_factory):
     """CartPole-v1: no-clip scores 20, 40 (mean 30); clip-0.2 500, 480 (490, the best); kl-fixed-1 255, 255; clip-0.1
     only here (one seed, 255); one failed kl-fixed-1 seed. Pendulum-v1: no-clip -1400; clip-0.2 -200 (the best);
-    kl-fixed-1 -700. Acrobot-v1: no-clip -500, below the random policy. A run's score is the mean of its last 100 returns: 150 returns, the first 50 of them far off."""
+    kl-fixed-1 -700. Acrobot-v1: no-clip -500, below the random policy. A run's score is the mean of its last 100
+    returns: 150 returns, the first 50 of them far off."""
     root = tmp_path_factory.mktemp("ablations")
     runs = root / "runs"
 
     def sweep(env_id, setting, scores, failed=()):
         script = "ppo_continuous.py" if env_id == "Pendulum-v1" else "ppo_discrete.py"
-        seeds = [(script, env_id, seed, [-99_999.0] * 50 + [score] * 100, 2048) for seed, score in enumerate(scores, start=1)]
-        make_sweep(runs / env_id / setting, seeds, failed=[(script, env_id, seed) for seed in failed], extra_args=["--total-timesteps", "2048"])
+        seeds = [
+            (script, env_id, seed, [-99_999.0] * 50 + [score] * 100, 2048) for seed, score in enumerate(scores, start=1)
+        ]
+        make_sweep(
+            runs / env_id / setting,
+            seeds,
+            failed=[(script, env_id, seed) for seed in failed],
+            extra_args=["--total-timesteps", "2048"],
+        )
 
     sweep("CartPole-v1", "no-clip", [20.0, 40.0])
     sweep("CartPole-v1", "clip-0.2", [500.0, 480.0])
@@ -46,7 +54,8 @@ def test_scores_over_seeds_and_normalization(written):
     _, out = written
     table = rows(out)
     no_clip = table[("CartPole-v1", "no-clip")]
-    assert float(no_clip["return_mean"]) == pytest.approx(30.0) and float(no_clip["return_std"]) == pytest.approx(10.0)  # ddof=0
+    # std with ddof=0
+    assert float(no_clip["return_mean"]) == pytest.approx(30.0) and float(no_clip["return_std"]) == pytest.approx(10.0)
     assert no_clip["seeds"] == "1 2" and no_clip["script"] == "ppo_discrete" and int(no_clip["steps"]) == 2048
     assert float(no_clip["best_mean"]) == pytest.approx(490.0) and float(no_clip["random_score"]) == 20.0
     assert float(no_clip["normalized"]) == pytest.approx(10 / 470)  # (30 - 20) / (490 - 20)
@@ -54,7 +63,8 @@ def test_scores_over_seeds_and_normalization(written):
     assert float(table[("CartPole-v1", "clip-0.2")]["normalized"]) == pytest.approx(1.0)
     assert float(table[("CartPole-v1", "kl-fixed-1")]["normalized"]) == pytest.approx(0.5)
     assert table[("CartPole-v1", "kl-fixed-1")]["seeds"] == "1 2"  # the failed seed is left out
-    assert float(table[("Pendulum-v1", "no-clip")]["normalized"]) == pytest.approx(-0.2)  # (-1400 + 1200) / (-200 + 1200)
+    # (-1400 + 1200) / (-200 + 1200)
+    assert float(table[("Pendulum-v1", "no-clip")]["normalized"]) == pytest.approx(-0.2)
     assert float(table[("Pendulum-v1", "kl-fixed-1")]["normalized"]) == pytest.approx(0.5)
     assert table[("Acrobot-v1", "no-clip")]["normalized"] == "nan"  # no setting beats the random policy: no scale
 
@@ -65,10 +75,17 @@ def test_averages_over_envs_beside_the_paper(written):
     assert float(table[("average", "no-clip")]["normalized"]) == pytest.approx((10 / 470 - 0.2) / 2)
     assert float(table[("average", "clip-0.2")]["normalized"]) == pytest.approx(1.0)
     assert float(table[("average", "kl-fixed-1")]["normalized"]) == pytest.approx(0.5)
-    assert table[("average", "clip-0.1")]["num_envs"] == "1" and float(table[("average", "clip-0.1")]["normalized"]) == pytest.approx(235 / 470)
-    papers = {setting: float(table[("average", setting)]["paper_table1"]) for setting in ("no-clip", "clip-0.1", "clip-0.2", "kl-fixed-1")}
+    assert table[("average", "clip-0.1")]["num_envs"] == "1" and float(
+        table[("average", "clip-0.1")]["normalized"]
+    ) == pytest.approx(235 / 470)
+    papers = {
+        setting: float(table[("average", setting)]["paper_table1"])
+        for setting in ("no-clip", "clip-0.1", "clip-0.2", "kl-fixed-1")
+    }
     assert papers == {"no-clip": -0.39, "clip-0.1": 0.76, "clip-0.2": 0.82, "kl-fixed-1": 0.71}
-    assert [key for key in table if key[0] == "average"] == [("average", name) for name in ("no-clip", "clip-0.1", "clip-0.2", "kl-fixed-1")]  # Table 1 order
+    assert [key for key in table if key[0] == "average"] == [
+        ("average", name) for name in ("no-clip", "clip-0.1", "clip-0.2", "kl-fixed-1")
+    ]  # Table 1 order
 
 
 def test_markdown_and_figure(written):
@@ -80,7 +97,8 @@ def test_markdown_and_figure(written):
     assert "| Clipping, epsilon = 0.1 | **0.50** (1 of 3 envs) | n/a | 0.50 | n/a | 0.76 |" in lines
     assert "No setting beats the random policy" in markdown.split("## Acrobot-v1")[1].split("##")[0]
     assert "| No clipping or penalty | 30.00 ± 10.00 | 1 2 | 0.02 ± 0.02 |" in lines  # CartPole's own table
-    assert "MuJoCo" in markdown and "1M steps" in markdown and "failed" in markdown  # the paper's setting; the failed run
+    # the paper's setting; the failed run
+    assert "MuJoCo" in markdown and "1M steps" in markdown and "failed" in markdown
     data = paths["figure"].read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     assert not [path.name for path in out.iterdir() if ".tmp" in path.name]

@@ -19,9 +19,9 @@ def series(steps, values) -> Series:
 
 def summary(seed: int, final_return: float) -> RunSummary:
     return RunSummary(
-        name=f"run{seed}", script="ppo_discrete", env_id="CartPole-v1", seed=seed, extra_args=(), final_return=final_return,
-        num_episodes=100, total_steps=1000, sps_median=100.0 * seed, sps_final=1.0, wall_time_s=10.0 * seed,
-        peak_rss_mb=50.0 * seed, returns=series([1], [final_return]),
+        name=f"run{seed}", script="ppo_discrete", env_id="CartPole-v1", seed=seed, extra_args=(),
+        final_return=final_return, num_episodes=100, total_steps=1000, sps_median=100.0 * seed, sps_final=1.0,
+        wall_time_s=10.0 * seed, peak_rss_mb=50.0 * seed, returns=series([1], [final_return]),
     )  # fmt: skip
 
 
@@ -55,13 +55,24 @@ def test_run_summary_last_100_mean_sps_and_result_fields(tmp_path):
     assert run.total_steps == 50_000
     assert run.sps_median == pytest.approx(1000 + 10 * 9.5)  # median of 1000, 1010, ..., 1190
     assert run.sps_final == pytest.approx(1190.0)
-    assert set(run.diagnostics) == {"losses/clipfrac", "losses/approx_kl", "losses/entropy", "losses/explained_variance", "charts/learning_rate", "losses/value_loss"}
+    assert set(run.diagnostics) == {
+        "losses/clipfrac",
+        "losses/approx_kl",
+        "losses/entropy",
+        "losses/explained_variance",
+        "charts/learning_rate",
+        "losses/value_loss",
+    }
     assert run.wall_time_s is None  # no result given
 
 
 def test_load_sweep_separates_complete_from_failed(tmp_path):
     returns = [list(range(200)), [r + 10 for r in range(200)]]
-    make_sweep(tmp_path / "sweep", [("ppo_discrete.py", "CartPole-v1", seed, returns[seed - 1], 50_000) for seed in (1, 2)], failed=[("ppo_discrete.py", "CartPole-v1", 3)])
+    make_sweep(
+        tmp_path / "sweep",
+        [("ppo_discrete.py", "CartPole-v1", seed, returns[seed - 1], 50_000) for seed in (1, 2)],
+        failed=[("ppo_discrete.py", "CartPole-v1", 3)],
+    )
     complete, incomplete = load_sweep(tmp_path / "sweep")
     assert [run.seed for run in complete] == [1, 2]
     assert [run.final_return for run in complete] == pytest.approx([149.5, 159.5])
@@ -119,7 +130,10 @@ def test_base_env_names_and_matching():
     assert base_env_name("BreakoutNoFrameskip-v4") == base_env_name("ALE/Breakout-v5") == "Breakout"
     assert base_env_name("tests.probe_envs:LoopTruncated-v0") == "LoopTruncated"
     published = load_published()
-    assert {(r.source, r.env_id) for r in matching(published, "HalfCheetah-v5")} == {("CleanRL", "HalfCheetah-v4"), ("OpenAI Baselines", "HalfCheetah-v2")}
+    assert {(r.source, r.env_id) for r in matching(published, "HalfCheetah-v5")} == {
+        ("CleanRL", "HalfCheetah-v4"),
+        ("OpenAI Baselines", "HalfCheetah-v2"),
+    }
     assert {(r.mean, r.spread) for r in matching(published, "CartPole-v1")} == {(490.04, 6.12), (497.54, 4.02)}
     assert matching(published, "Pendulum-v1") == []
 
@@ -127,8 +141,13 @@ def test_base_env_names_and_matching():
 def test_comparison_note_names_what_differs():
     cleanrl_cheetah = next(r for r in load_published() if r.env_id == "HalfCheetah-v4")
     assert comparison_note("HalfCheetah-v4", 999_424, cleanrl_cheetah) == ""  # whole batches of 2048: the same budget
-    assert comparison_note("HalfCheetah-v5", 999_424, cleanrl_cheetah) == "env differs: ours HalfCheetah-v5, published HalfCheetah-v4"
-    assert "steps differ: ours 500,000, published 1,000,000" in comparison_note("HalfCheetah-v4", 500_000, cleanrl_cheetah)
+    assert (
+        comparison_note("HalfCheetah-v5", 999_424, cleanrl_cheetah)
+        == "env differs: ours HalfCheetah-v5, published HalfCheetah-v4"
+    )
+    assert "steps differ: ours 500,000, published 1,000,000" in comparison_note(
+        "HalfCheetah-v4", 500_000, cleanrl_cheetah
+    )
 
 
 def test_published_table_has_the_issue_numbers_and_says_what_they_mean():

@@ -18,7 +18,20 @@ RECIPES = [path for path in ALL_RECIPES if path.name != "ablations.sh"]
 EXPECTED = {
     "classic_control.sh": ("ppo_discrete.py", ["CartPole-v1", "Acrobot-v1"], [1, 2, 3], 500_000),
     "pendulum.sh": ("ppo_continuous.py", ["Pendulum-v1"], [1, 2, 3], 1_000_000),
-    "mujoco.sh": ("ppo_continuous.py", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "InvertedPendulum-v5", "Humanoid-v5", "Swimmer-v5", "Reacher-v5"], [1, 2], 1_000_000),
+    "mujoco.sh": (
+        "ppo_continuous.py",
+        [
+            "HalfCheetah-v5",
+            "Hopper-v5",
+            "Walker2d-v5",
+            "InvertedPendulum-v5",
+            "Humanoid-v5",
+            "Swimmer-v5",
+            "Reacher-v5",
+        ],
+        [1, 2],
+        1_000_000,
+    ),
     "mujoco_core.sh": ("ppo_continuous.py", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], [1, 2, 3], 1_000_000),
     "atari.sh": ("ppo_atari.py", ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"], [1, 2, 3], 10_000_000),
     "atari_1m.sh": ("ppo_atari.py", ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"], [1, 2], 1_000_000),
@@ -96,11 +109,22 @@ def recorded_commands(tmp_path, *recipe_args: str, env=None) -> list[list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.txt"
-    (bin_dir / "python").write_text(f'#!/bin/sh\nfor arg in "$@"; do printf "%s\\n" "$arg"; done >> {shlex.quote(str(log))}\necho "@@END@@" >> {shlex.quote(str(log))}\n')
+    (bin_dir / "python").write_text(
+        f'#!/bin/sh\nfor arg in "$@"; do printf "%s\\n" "$arg"; done >> {shlex.quote(str(log))}\n'
+        f'echo "@@END@@" >> {shlex.quote(str(log))}\n'
+    )
     (bin_dir / "python").chmod(0o755)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("STEPS_", "SEEDS", "RUNS", "RESULTS"))}
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("STEPS_", "SEEDS", "RUNS", "RESULTS"))
+    }
     environment.update(env or {}, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    result = subprocess.run(["bash", str(REPO / "benchmark" / "recipes" / "ablations.sh"), *recipe_args], env=environment, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmark" / "recipes" / "ablations.sh"), *recipe_args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return [call.strip("\n").split("\n") for call in log.read_text().split("@@END@@\n") if call.strip()]
 
@@ -108,9 +132,20 @@ def recorded_commands(tmp_path, *recipe_args: str, env=None) -> list[list[str]]:
 def test_ablations_recipe_sweeps_every_setting_of_table_1_on_every_env(tmp_path):
     calls = recorded_commands(tmp_path, "--workers", "2")
     sweeps, report = calls[:-1], calls[-1]
-    assert all(call[:2] == ["-m", "benchmark.sweep"] for call in sweeps) and len(sweeps) == len(ABLATION_ENVS) * len(ABLATION_SETTINGS)
-    assert report == ["-m", "benchmark.ablations", "--runs", "benchmark/runs/ablations", "--out", "benchmark/results/ablations"]
-    assert set(ABLATION_SETTINGS) == {setting.name for setting in ablations.SETTINGS}  # the report reads what the recipe writes
+    assert all(call[:2] == ["-m", "benchmark.sweep"] for call in sweeps) and len(sweeps) == len(ABLATION_ENVS) * len(
+        ABLATION_SETTINGS
+    )
+    assert report == [
+        "-m",
+        "benchmark.ablations",
+        "--runs",
+        "benchmark/runs/ablations",
+        "--out",
+        "benchmark/results/ablations",
+    ]
+    assert set(ABLATION_SETTINGS) == {
+        setting.name for setting in ablations.SETTINGS
+    }  # the report reads what the recipe writes
     seen = set()
     for call in sweeps:
         own, extra = sweep.split_extra(call[2:])
@@ -121,7 +156,9 @@ def test_ablations_recipe_sweeps_every_setting_of_table_1_on_every_env(tmp_path)
         root, out_env, setting = str(args.out).rsplit("/", 2)
         assert root == "benchmark/runs/ablations" and out_env == env_id  # one sweep directory per env and setting
         parsed = parse_script_args(ABLATION_ENVS[env_id], extra)
-        assert (parsed.policy_objective, parsed.clip_coef, parsed.kl_target, parsed.kl_beta) == ABLATION_SETTINGS[setting]
+        assert (parsed.policy_objective, parsed.clip_coef, parsed.kl_target, parsed.kl_beta) == ABLATION_SETTINGS[
+            setting
+        ]
         assert parsed.total_timesteps == (1_000_000 if env_id == "Pendulum-v1" else 500_000)
         assert not parsed.adaptive_clip
         seen.add((env_id, setting))

@@ -25,8 +25,16 @@ import pytest
 
 from benchmark import run_one
 from benchmark.manifest import SweepLayout, create_or_extend, expand_runs, run_name
-from benchmark.results import read_result
-from tests.benchmark_fixtures import REPO, SLOW_ENV_MODULE, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for, write_slow_envs
+from benchmark.run_result import read_result
+from tests.benchmark_fixtures import (
+    REPO,
+    SLOW_ENV_MODULE,
+    assert_scalars_continue,
+    attempt_outputs,
+    checkpoint_mtime,
+    wait_for,
+    write_slow_envs,
+)
 
 # Local sweep: 64 iterations of 4 envs x 64 steps of TickingCartPole (1 ms a step: 0.26 s an iteration, 17 s a
 # run, however fast the machine), so that a signal sent after the first checkpoint and forwarded
@@ -40,7 +48,12 @@ TIMEOUT_S = 300
 
 
 def env(*paths: Path) -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([*map(str, paths), str(REPO)]), OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([*map(str, paths), str(REPO)]),
+        OMP_NUM_THREADS="1",
+        WANDB_MODE="disabled",
+    )
 
 
 def script_pid(parent: int, name: str) -> int:
@@ -68,13 +81,21 @@ def local_sweep(tmp_path_factory):
     out = root / "sweep"
     layout = SweepLayout(out)
     env_id = f"{SLOW_ENV_MODULE}:TickingCartPole-v0"
-    command = [sys.executable, "-m", "benchmark.sweep", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", env_id, "--seeds", "1", "2",
-               "--out", str(out), "--workers", "2", "--checkpoint-every", "1", "--progress-interval", "600", "--", *TINY]  # fmt: skip
+    command = [sys.executable, "-m", "benchmark.sweep", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", env_id,
+               "--seeds", "1", "2", "--out", str(out), "--workers", "2", "--checkpoint-every", "1",
+               "--progress-interval", "600", "--", *TINY]  # fmt: skip
     first, second = (run_name("ppo_discrete.py", env_id, seed) for seed in (1, 2))
-    sweep = subprocess.Popen(command, cwd=REPO, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep = subprocess.Popen(
+        command, cwd=REPO, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        wait_for(lambda: checkpoint_mtime(layout, first) and checkpoint_mtime(layout, second), "both runs' first checkpoint", process=sweep)
-        os.kill(wait_for(lambda: script_pid(sweep.pid, first), f"the script of {first}"), signal.SIGTERM)  # the script only
+        wait_for(
+            lambda: checkpoint_mtime(layout, first) and checkpoint_mtime(layout, second),
+            "both runs' first checkpoint",
+            process=sweep,
+        )
+        # the script only
+        os.kill(wait_for(lambda: script_pid(sweep.pid, first), f"the script of {first}"), signal.SIGTERM)
         wait_for(lambda: read_result(layout, first), f"the result of {first}", process=sweep)
         sweep.send_signal(signal.SIGTERM)  # the runner only: the scripts run in their own session
         output, _ = sweep.communicate(timeout=TIMEOUT_S)
@@ -82,9 +103,23 @@ def local_sweep(tmp_path_factory):
         if sweep.poll() is None:
             sweep.kill()
     stopped = {name: read_result(layout, name) for name in (first, second)}
-    status = subprocess.run([sys.executable, "-m", "benchmark.sweep", "status", "--out", str(out), "--json"], cwd=REPO, env=env(root), capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "benchmark.sweep", "status", "--out", str(out), "--json"],
+        cwd=REPO,
+        env=env(root),
+        capture_output=True,
+        text=True,
+    )
     again = subprocess.run(command, cwd=REPO, env=env(root), capture_output=True, text=True, timeout=TIMEOUT_S)
-    return {"layout": layout, "names": (first, second), "code": sweep.returncode, "output": output, "stopped": stopped, "status": status, "again": again}
+    return {
+        "layout": layout,
+        "names": (first, second),
+        "code": sweep.returncode,
+        "output": output,
+        "stopped": stopped,
+        "status": status,
+        "again": again,
+    }
 
 
 def test_stopped_runs_are_interrupted_with_a_checkpoint(local_sweep):
@@ -93,12 +128,16 @@ def test_stopped_runs_are_interrupted_with_a_checkpoint(local_sweep):
         assert result.status == "interrupted" and result.exit_code == 143, result  # 130 would mean a second signal
         assert result.attempt == 1 and not result.resumed
         assert 1 <= result.stopped_after_iteration < NUM_ITERATIONS
-        assert result.reason.startswith(f"stopped by SIGTERM after iteration {result.stopped_after_iteration}/{NUM_ITERATIONS}")
+        assert result.reason.startswith(
+            f"stopped by SIGTERM after iteration {result.stopped_after_iteration}/{NUM_ITERATIONS}"
+        )
         output = attempt_outputs(local_sweep["layout"], name)[0]
         assert output.count(run_one.STOP_NOTICE) == 1  # the script got exactly one signal
     assert "interrupted" in local_sweep["output"] and "SIGTERM: stopping" in local_sweep["output"]
     status = json.loads(local_sweep["status"].stdout)
-    assert [run["state"] for run in status["runs"]] == ["interrupted", "interrupted"] and status["summary"] == "2 runs: 2 interrupted"
+    assert [run["state"] for run in status["runs"]] == ["interrupted", "interrupted"] and status[
+        "summary"
+    ] == "2 runs: 2 interrupted"
 
 
 def test_running_the_sweep_again_resumes_to_the_end(local_sweep):
@@ -109,10 +148,18 @@ def test_running_the_sweep_again_resumes_to_the_end(local_sweep):
         result = read_result(layout, name)
         assert result.complete and result.attempt == 2 and result.resumed
         assert (result.resumed_from_iteration, result.resumed_from_step) == (stop, stop * BATCH)
-        assert result.command[result.command.index("--resume") + 1] == str(layout.run_dir(name)) and "--output-dir" not in result.command
-        assert result.wall_time_total_s == pytest.approx(local_sweep["stopped"][name].wall_time_s + result.wall_time_s, abs=0.01)
+        assert (
+            result.command[result.command.index("--resume") + 1] == str(layout.run_dir(name))
+            and "--output-dir" not in result.command
+        )
+        assert result.wall_time_total_s == pytest.approx(
+            local_sweep["stopped"][name].wall_time_s + result.wall_time_s, abs=0.01
+        )
         assert not list(layout.runs_dir.glob(f"{name}.failed-*"))  # resumed in place, nothing moved aside
-        assert f"resumed {layout.run_dir(name)} after iteration {stop}/{NUM_ITERATIONS}" in attempt_outputs(layout, name)[1]
+        assert (
+            f"resumed {layout.run_dir(name)} after iteration {stop}/{NUM_ITERATIONS}"
+            in attempt_outputs(layout, name)[1]
+        )
         assert_scalars_continue(layout.run_dir(name), NUM_ITERATIONS, BATCH, [stop])
 
 
@@ -125,13 +172,20 @@ def task_attempts(tmp_path_factory):
     write_slow_envs(root)
     layout = SweepLayout(root / "sweep")
     env_id = f"{SLOW_ENV_MODULE}:SlowCartPole-v0"
-    create_or_extend(layout, expand_runs([str(REPO / "ppo_discrete.py")], [env_id], [1], TASK_ARGS), 1, REPO, checkpoint_every=1)
+    create_or_extend(
+        layout, expand_runs([str(REPO / "ppo_discrete.py")], [env_id], [1], TASK_ARGS), 1, REPO, checkpoint_every=1
+    )
     name = run_name("ppo_discrete.py", env_id, 1)
     results, codes = [], []
 
     def attempt(stop) -> None:
         before = checkpoint_mtime(layout, name)
-        task = subprocess.Popen([sys.executable, "-m", "benchmark.run_one", str(layout.root), "0"], cwd=REPO, env=env(root), start_new_session=True)
+        task = subprocess.Popen(
+            [sys.executable, "-m", "benchmark.run_one", str(layout.root), "0"],
+            cwd=REPO,
+            env=env(root),
+            start_new_session=True,
+        )
         try:
             if stop is not None:
                 wait_for(lambda: checkpoint_mtime(layout, name) > before, "a new checkpoint", process=task)
@@ -154,7 +208,12 @@ def test_a_task_stops_once_whoever_gets_the_signal(task_attempts):
     assert codes[:2] == [143, 143]  # run_one exits with the script's code
     first, second = results[:2]
     assert (first.status, first.exit_code, first.attempt, first.resumed) == ("interrupted", 143, 1, False)
-    assert (second.status, second.exit_code, second.attempt, second.resumed_from_iteration) == ("interrupted", 143, 2, first.stopped_after_iteration)
+    assert (second.status, second.exit_code, second.attempt, second.resumed_from_iteration) == (
+        "interrupted",
+        143,
+        2,
+        first.stopped_after_iteration,
+    )
     assert first.stopped_after_iteration < second.stopped_after_iteration < TASK_ITERATIONS
     outputs = attempt_outputs(task_attempts["layout"], task_attempts["name"])
     assert [output.count(run_one.STOP_NOTICE) for output in outputs[:2]] == [1, 1]  # one signal each, not two
@@ -167,7 +226,8 @@ def test_a_killed_attempt_is_counted_and_the_next_resumes_to_the_end(task_attemp
     last = results[3]
     assert codes[3] == 0 and last.complete
     assert last.attempt == 4  # the killed attempt 3 counts (its header is in the log)
-    assert last.resumed and last.resumed_from_iteration > results[1].stopped_after_iteration  # from attempt 3's checkpoint
+    # from attempt 3's checkpoint
+    assert last.resumed and last.resumed_from_iteration > results[1].stopped_after_iteration
     assert last.wall_time_total_s is None  # attempt 3's time is unknown
     assert len(attempt_outputs(task_attempts["layout"], task_attempts["name"])) == 4
     assert_scalars_continue(task_attempts["layout"].run_dir(task_attempts["name"]), TASK_ITERATIONS, TASK_BATCH, [])
@@ -183,7 +243,8 @@ received = []
 def handler(signum, frame):  # the scripts' contract: the first signal asks for a stop, a second stops at once
     received.append(signum)
     if len(received) == 1:
-        os.write(2, f"{{signal.Signals(signum).name}}: {run_one.STOP_NOTICE} (signal again to stop at once)\\n".encode())
+        notice = f"{{signal.Signals(signum).name}}: {run_one.STOP_NOTICE} (signal again to stop at once)\\n"
+        os.write(2, notice.encode())
     else:
         os.write(2, f"signal {{len(received)}}\\n".encode())
 
@@ -241,7 +302,11 @@ def test_a_signal_only_the_runner_got_is_forwarded_once_after_a_delay(stand_in):
     assert forward_for(layout, attempt, 2.0) is None and attempt.sent == [signal.SIGTERM]  # forwarded, once
     run_one.request_stop(attempt, signal.SIGTERM)  # again: stop at once, with another signal number
     result = forward_for(layout, attempt, 5.0)
-    assert attempt.sent == [signal.SIGTERM, signal.SIGINT] and result.exit_code == 130 and "signal 3" not in result.log_tail
+    assert (
+        attempt.sent == [signal.SIGTERM, signal.SIGINT]
+        and result.exit_code == 130
+        and "signal 3" not in result.log_tail
+    )
 
 
 def test_a_signal_the_script_got_itself_is_not_forwarded(stand_in):
@@ -254,7 +319,12 @@ def test_a_signal_the_script_got_itself_is_not_forwarded(stand_in):
         run_one.request_stop(attempt, signal.SIGTERM)
         result = forward_for(layout, attempt, 2.0)
         if own_session:  # only the runner can reach it: a second signal to the runner is passed on
-            assert attempt.sent == [signal.SIGINT] and result.exit_code == 130 and "signal 2" in result.log_tail and "signal 3" not in result.log_tail
+            assert (
+                attempt.sent == [signal.SIGINT]
+                and result.exit_code == 130
+                and "signal 2" in result.log_tail
+                and "signal 3" not in result.log_tail
+            )
         else:  # in the runner's process group (a Slurm task): the second signal reached the script directly
             assert attempt.sent == [] and result is None
             run_one.send_signal(attempt, signal.SIGKILL)

@@ -15,8 +15,16 @@ import pytest
 from benchmark import run_one, slurm, sweep
 from benchmark import status as status_module
 from benchmark.manifest import SweepLayout, load_manifest, run_name
-from benchmark.results import read_result
-from tests.benchmark_fixtures import REPO, SLOW_ENV_MODULE, assert_scalars_continue, attempt_outputs, checkpoint_mtime, wait_for, write_slow_envs
+from benchmark.run_result import read_result
+from tests.benchmark_fixtures import (
+    REPO,
+    SLOW_ENV_MODULE,
+    assert_scalars_continue,
+    attempt_outputs,
+    checkpoint_mtime,
+    wait_for,
+    write_slow_envs,
+)
 
 AVAILABLE, WHY_NOT = slurm.slurm_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"no Slurm: {WHY_NOT}")
@@ -27,9 +35,9 @@ WAIT_S = 300
 
 def sweep_args(out) -> list[str]:
     return [
-        "--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1", "--seeds", "1", "2",
-        "--out", str(out), "--max-concurrent", "2", "--time", "10:00", "--wait", "--wait-timeout", str(WAIT_S), "--poll-interval", "1",
-        "--", *TINY,
+        "--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1",
+        "--seeds", "1", "2", "--out", str(out), "--max-concurrent", "2", "--time", "10:00",
+        "--wait", "--wait-timeout", str(WAIT_S), "--poll-interval", "1", "--", *TINY,
     ]  # fmt: skip
 
 
@@ -85,7 +93,7 @@ def test_task_states_come_from_the_controller(submitted):
     assert [state.state for state in states.values()] == ["COMPLETED", "COMPLETED"]
 
 
-# ---------------- preemption: a requeued task and a stopped-then-resubmitted one resume from their checkpoints ----------------
+# ---------- preemption: a requeued task and a stopped-then-resubmitted one resume from their checkpoints ----------
 
 # 64 iterations of 2 envs x 64 steps of TickingCartPole (1 ms a step: 0.13 s an iteration, 9 s a run, however
 # fast the machine), so that the runs are still going when the signals come; plain CartPole-v1 finished first
@@ -97,8 +105,8 @@ RESUME_ENV_ID = f"{SLOW_ENV_MODULE}:TickingCartPole-v0"
 
 def resume_sweep_args(out, *more: str) -> list[str]:
     return [
-        "--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", RESUME_ENV_ID, "--seeds", "1", "2",
-        "--out", str(out), "--checkpoint-every", "1", "--time", "10:00", *more, "--", *RESUME_ARGS,
+        "--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", RESUME_ENV_ID,
+        "--seeds", "1", "2", "--out", str(out), "--checkpoint-every", "1", "--time", "10:00", *more, "--", *RESUME_ARGS,
     ]  # fmt: skip
 
 
@@ -118,7 +126,9 @@ def preempted(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setenv("WANDB_MODE", "disabled")
-        patch.setenv("PYTHONPATH", os.pathsep.join([str(write_slow_envs(root)), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))  # the tasks inherit it
+        # the tasks inherit PYTHONPATH
+        python_path = [str(write_slow_envs(root)), str(REPO), os.environ.get("PYTHONPATH", "")]
+        patch.setenv("PYTHONPATH", os.pathsep.join(python_path).rstrip(os.pathsep))
         try:
             return preempt(layout, names)
         finally:  # a failure half-way leaves no task of this sweep queued (a requeued one waits 120 s, then runs)
@@ -142,19 +152,40 @@ def preempt(layout: SweepLayout, names: list[str]) -> dict:
         return results if all(result is not None and result.status == "interrupted" for result in results) else None
 
     stopped = wait_for(interrupted, "both runs interrupted", WAIT_S)
-    wait_for(lambda: [task.state for _, task in sorted(slurm.sweep_task_states(layout).items())] == ["PENDING", "FAILED"], "task 0 requeued, task 1 ended", WAIT_S)
-    states_while_stopped = {status.name: status for status in status_module.run_statuses(load_manifest(layout), layout, slurm.sweep_task_states(layout))}
+    wait_for(
+        lambda: [task.state for _, task in sorted(slurm.sweep_task_states(layout).items())] == ["PENDING", "FAILED"],
+        "task 0 requeued, task 1 ended",
+        WAIT_S,
+    )
+    states_while_stopped = {
+        status.name: status
+        for status in status_module.run_statuses(load_manifest(layout), layout, slurm.sweep_task_states(layout))
+    }
     scontrol("update", f"JobId={job}_0", "StartTime=now")  # only skips Slurm's requeue delay (BeginTime now + 120 s)
     again = sweep.main(resume_sweep_args(layout.root, "--wait", "--wait-timeout", str(WAIT_S), "--poll-interval", "1"))
-    return {"layout": layout, "names": names, "job": job, "stopped": stopped, "states": states_while_stopped, "again": again}
+    return {
+        "layout": layout,
+        "names": names,
+        "job": job,
+        "stopped": stopped,
+        "states": states_while_stopped,
+        "again": again,
+    }
 
 
 def test_a_preempted_task_is_interrupted_with_a_checkpoint(preempted):
     layout, job = preempted["layout"], preempted["job"]
     (submission, _) = json.loads(layout.submissions.read_text())
-    assert {"--requeue", "--open-mode=append", f"--signal=B:TERM@{slurm.DEFAULT_STOP_GRACE_S}"} <= set(submission["command"])
+    assert {"--requeue", "--open-mode=append", f"--signal=B:TERM@{slurm.DEFAULT_STOP_GRACE_S}"} <= set(
+        submission["command"]
+    )
     for index, (name, result) in enumerate(zip(preempted["names"], preempted["stopped"])):
-        assert (result.status, result.exit_code, result.attempt, result.slurm_job) == ("interrupted", 143, 1, f"{job}_{index}")
+        assert (result.status, result.exit_code, result.attempt, result.slurm_job) == (
+            "interrupted",
+            143,
+            1,
+            f"{job}_{index}",
+        )
         assert 1 <= result.stopped_after_iteration < RESUME_ITERATIONS
         assert attempt_outputs(layout, name)[0].count(run_one.STOP_NOTICE) == 1  # one signal reached the script
     requeued, stopped = (preempted["states"][name] for name in preempted["names"])
@@ -167,10 +198,14 @@ def test_requeued_and_resubmitted_tasks_resume_to_the_end(preempted):
     assert preempted["again"] == 0
     first, second = json.loads(layout.submissions.read_text())
     assert second["indices"] == [1]  # the requeued task was still in the queue: only seed 2 was submitted again
-    for name, stopped, slurm_job in zip(preempted["names"], preempted["stopped"], (f"{job}_0", f"{second['job_id']}_1")):
+    for name, stopped, slurm_job in zip(
+        preempted["names"], preempted["stopped"], (f"{job}_0", f"{second['job_id']}_1")
+    ):
         result = read_result(layout, name)
         assert result.complete and result.attempt == 2 and result.slurm_job == slurm_job, result
         assert result.resumed and result.resumed_from_iteration == stopped.stopped_after_iteration
-        assert_scalars_continue(layout.run_dir(name), RESUME_ITERATIONS, RESUME_BATCH, [stopped.stopped_after_iteration])
+        assert_scalars_continue(
+            layout.run_dir(name), RESUME_ITERATIONS, RESUME_BATCH, [stopped.stopped_after_iteration]
+        )
     output = (layout.slurm_dir / f"{job}_0.out").read_text()  # --open-mode=append: both runs of the requeued task
     assert "attempt 1:" in output and "attempt 2 (resumed):" in output

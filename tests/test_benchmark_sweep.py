@@ -15,14 +15,18 @@ import pytest
 
 from benchmark import slurm, sweep
 from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, check_extra_args, expand_runs, run_name
-from benchmark.results import read_result
+from benchmark.run_result import read_result
 from benchmark.run_one import failure_reason, logged_attempts, move_aside
 from tests.benchmark_fixtures import REPO
 
 TINY = ["--total-timesteps", "256", "--num-envs", "2", "--num-steps", "64"]
 FLAKY_MODULE = "benchmark_flaky_env"
 FLAKY_ENV = f"{FLAKY_MODULE}:BenchFlaky-v0"
-FLAKY_SOURCE = 'import gymnasium as gym\n\ngym.register("BenchFlaky-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv", max_episode_steps=500)\n'
+FLAKY_SOURCE = (
+    "import gymnasium as gym\n\n"
+    'gym.register("BenchFlaky-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv", '
+    "max_episode_steps=500)\n"
+)
 CARTPOLE = run_name("ppo_discrete.py", "CartPole-v1", 1)
 FLAKY = run_name("ppo_discrete.py", FLAKY_ENV, 1)
 
@@ -33,7 +37,10 @@ FLAKY = run_name("ppo_discrete.py", FLAKY_ENV, 1)
 def test_run_names_are_deterministic_and_file_safe():
     assert run_name("ppo_discrete.py", "CartPole-v1", 3) == "CartPole-v1__ppo_discrete__3"
     assert run_name("/abs/path/ppo_atari.py", "ALE/Pong-v5", 1) == "ALE-Pong-v5__ppo_atari__1"
-    assert run_name("ppo_discrete.py", "tests.probe_envs:LoopTruncated-v0", 2) == "tests.probe_envs-LoopTruncated-v0__ppo_discrete__2"
+    assert (
+        run_name("ppo_discrete.py", "tests.probe_envs:LoopTruncated-v0", 2)
+        == "tests.probe_envs-LoopTruncated-v0__ppo_discrete__2"
+    )
 
 
 def test_expand_runs_is_the_cross_product():
@@ -45,7 +52,19 @@ def test_expand_runs_is_the_cross_product():
         expand_runs(["a.py"], ["ALE/Pong-v5", "ALE-Pong-v5"], [1], [])
 
 
-@pytest.mark.parametrize("arg", ["--seed", "--seed=3", "--env_id=CartPole-v1", "--output-dir", "--run_name", "--torch-threads=4", "--checkpoint-every=5", "--resume"])
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--seed",
+        "--seed=3",
+        "--env_id=CartPole-v1",
+        "--output-dir",
+        "--run_name",
+        "--torch-threads=4",
+        "--checkpoint-every=5",
+        "--resume",
+    ],
+)
 def test_extra_args_may_not_set_managed_flags(arg):
     with pytest.raises(SweepError, match="sets --"):
         check_extra_args(["--total-timesteps", "100", arg])
@@ -68,9 +87,41 @@ def test_manifest_extends_but_refuses_a_changed_run():
 def test_a_resumed_run_continues_its_directory_with_the_same_arguments():
     spec = RunSpec("X-v0__a__1", "a.py", "X-v0", 1, ("--lr", "1"))
     fresh = spec.command("python", Path("/s/runs"), 2, checkpoint_every=10)
-    assert fresh == ["python", "a.py", "--env-id", "X-v0", "--seed", "1", "--output-dir", "/s/runs", "--run-name", "X-v0__a__1", "--torch-threads", "2", "--checkpoint-every", "10", "--lr", "1"]
+    assert fresh == [
+        "python",
+        "a.py",
+        "--env-id",
+        "X-v0",
+        "--seed",
+        "1",
+        "--output-dir",
+        "/s/runs",
+        "--run-name",
+        "X-v0__a__1",
+        "--torch-threads",
+        "2",
+        "--checkpoint-every",
+        "10",
+        "--lr",
+        "1",
+    ]
     resumed = spec.command("python", Path("/s/runs"), 2, checkpoint_every=10, resume=True)
-    assert resumed == ["python", "a.py", "--env-id", "X-v0", "--seed", "1", "--resume", "/s/runs/X-v0__a__1", "--torch-threads", "2", "--checkpoint-every", "10", "--lr", "1"]
+    assert resumed == [
+        "python",
+        "a.py",
+        "--env-id",
+        "X-v0",
+        "--seed",
+        "1",
+        "--resume",
+        "/s/runs/X-v0__a__1",
+        "--torch-threads",
+        "2",
+        "--checkpoint-every",
+        "10",
+        "--lr",
+        "1",
+    ]
     assert "--checkpoint-every" not in spec.command("python", Path("/s/runs"), 2)  # 0: the scripts' default
 
 
@@ -85,7 +136,9 @@ def test_manifests_from_before_checkpoints_still_load():
 def test_attempts_are_counted_from_the_log_headers(tmp_path):
     log = tmp_path / "run.log"
     assert logged_attempts(log) == 0
-    log.write_text("===== attempt 1 of r, started ...\nstep 1\n===== attempt 3 of r, started ...\nx ===== attempt 9 of r\n")
+    log.write_text(
+        "===== attempt 1 of r, started ...\nstep 1\n===== attempt 3 of r, started ...\nx ===== attempt 9 of r\n"
+    )
     assert logged_attempts(log) == 3  # only header lines count
 
 
@@ -101,17 +154,39 @@ def test_move_aside_numbers_attempts_and_keeps_data(tmp_path):
 def test_failure_reasons():
     assert failure_reason(0, "", has_events=True) == ""
     assert failure_reason(0, "", has_events=False) == "exited 0 but wrote no TensorBoard events"
-    assert failure_reason(2, "step ...\nppo_discrete.py: error: unknown env id 'X'", True) == "exit code 2: ppo_discrete.py: error: unknown env id 'X'"
+    assert (
+        failure_reason(2, "step ...\nppo_discrete.py: error: unknown env id 'X'", True)
+        == "exit code 2: ppo_discrete.py: error: unknown env id 'X'"
+    )
     assert failure_reason(-9, "", False) == "killed by signal SIGKILL"
 
 
 def test_slurm_durations():
-    assert [slurm.parse_time(text) for text in ("10", "10:30", "1:02:03", "2-3", "2-3:04", "2-03:04:05", "0:08")] == [600, 630, 3723, 183600, 183840, 183845, 8]
+    assert [slurm.parse_time(text) for text in ("10", "10:30", "1:02:03", "2-3", "2-3:04", "2-03:04:05", "0:08")] == [
+        600,
+        630,
+        3723,
+        183600,
+        183840,
+        183845,
+        8,
+    ]
     assert [slurm.parse_time(text) for text in ("UNLIMITED", "NOT_SET", "INVALID", "")] == [None] * 4
 
 
 def test_a_time_limit_must_leave_room_for_the_stop_signal(tmp_path, capsys):
-    args = ["--backend", "slurm", "--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1", "--seeds", "1", "--out", str(tmp_path / "s")]
+    args = [
+        "--backend",
+        "slurm",
+        "--script",
+        str(REPO / "ppo_discrete.py"),
+        "--env-ids",
+        "CartPole-v1",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path / "s"),
+    ]
     assert sweep.main([*args, "--time", "4:00"]) == 2  # 240 s: the default 180 s grace, and up to 60 s early
     assert "--stop-grace 180" in capsys.readouterr().err and not (tmp_path / "s").exists()
     sweep.check_time_and_grace("4:00", 60)
@@ -137,11 +212,27 @@ def test_array_spec_compacts_indices():
 
 def test_sbatch_command_is_an_argument_list_with_the_fixed_script(tmp_path):
     layout = SweepLayout(tmp_path / "sweep; rm -rf x")  # a hostile-looking path stays one argument
-    options = slurm.SlurmOptions(partition="gpu", time="1:00:00", cpus_per_task=2, gpus_per_task=1, max_concurrent=4, job_name="bench", extra=["--account=rl"])
+    options = slurm.SlurmOptions(
+        partition="gpu",
+        time="1:00:00",
+        cpus_per_task=2,
+        gpus_per_task=1,
+        max_concurrent=4,
+        job_name="bench",
+        extra=["--account=rl"],
+    )
     command = slurm.sbatch_command(layout, "/usr/bin/python3", [0, 1, 2], options)
     assert command[:3] == ["sbatch", "--parsable", "--array=0-2%4"]
-    assert {"--partition=gpu", "--time=1:00:00", "--cpus-per-task=2", "--gpus-per-task=1", "--account=rl", "--job-name=bench"} <= set(command)
-    assert {"--requeue", "--open-mode=append", "--signal=B:TERM@180"} <= set(command)  # preemption and time limits resume
+    assert {
+        "--partition=gpu",
+        "--time=1:00:00",
+        "--cpus-per-task=2",
+        "--gpus-per-task=1",
+        "--account=rl",
+        "--job-name=bench",
+    } <= set(command)
+    # preemption and time limits resume
+    assert {"--requeue", "--open-mode=append", "--signal=B:TERM@180"} <= set(command)
     options.stop_grace_s = 0
     assert not [arg for arg in slurm.sbatch_command(layout, "python", [0], options) if arg.startswith("--signal")]
     assert command[-3:] == [str(slurm.ARRAY_TASK_SCRIPT), "/usr/bin/python3", str(layout.manifest)]
@@ -157,10 +248,14 @@ def test_array_task_script_passes_only_its_arguments_and_the_task_id():
 def test_parse_squeue_and_scontrol():
     squeue = "12|0|RUNNING|None\n12|3|PENDING|JobArrayTaskLimit\n13|0|PENDING|None\n"
     states = slurm.parse_squeue(squeue, "12")
-    assert {index: (s.state, s.reason) for index, s in states.items()} == {0: ("RUNNING", "None"), 3: ("PENDING", "JobArrayTaskLimit")}
+    assert {index: (s.state, s.reason) for index, s in states.items()} == {
+        0: ("RUNNING", "None"),
+        3: ("PENDING", "JobArrayTaskLimit"),
+    }
     assert all(s.active for s in states.values())
     scontrol = (
-        "JobId=14 ArrayJobId=12 ArrayTaskId=1 ArrayTaskThrottle=2 JobName=b JobState=COMPLETED Reason=None ExitCode=0:0 RunTime=00:00:03\n"
+        "JobId=14 ArrayJobId=12 ArrayTaskId=1 ArrayTaskThrottle=2 JobName=b JobState=COMPLETED Reason=None "
+        "ExitCode=0:0 RunTime=00:00:03\n"
         "JobId=15 ArrayJobId=12 ArrayTaskId=2 JobName=b JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15\n"
         "JobId=12 ArrayJobId=12 ArrayTaskId=3-5%2 JobName=b JobState=PENDING Reason=None ExitCode=0:0\n"
     )
@@ -173,7 +268,23 @@ def test_parse_squeue_and_scontrol():
 
 
 def sweep_args(out: Path) -> list[str]:
-    return ["--script", str(REPO / "ppo_discrete.py"), "--env-ids", "CartPole-v1", FLAKY_ENV, "--seeds", "1", "--out", str(out), "--workers", "2", "--progress-interval", "5", "--", *TINY]
+    return [
+        "--script",
+        str(REPO / "ppo_discrete.py"),
+        "--env-ids",
+        "CartPole-v1",
+        FLAKY_ENV,
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--progress-interval",
+        "5",
+        "--",
+        *TINY,
+    ]
 
 
 def snapshot(layout: SweepLayout) -> dict:
@@ -221,7 +332,9 @@ def test_first_pass_completes_one_run_and_records_the_failure(passes):
     assert "done:" in cartpole["log_tail"]
     flaky = json.loads(first[f"{FLAKY}.json"][0])
     assert flaky["status"] == "failed" and flaky["exit_code"] == 2
-    assert "cannot import" in flaky["log_tail"] and flaky["reason"].startswith("exit code 2: ppo_discrete.py: error: cannot import")
+    assert "cannot import" in flaky["log_tail"] and flaky["reason"].startswith(
+        "exit code 2: ppo_discrete.py: error: cannot import"
+    )
     assert (layout.root / flaky["log"]).is_file()
 
 
@@ -277,5 +390,19 @@ def test_same_names_with_other_extra_args_are_refused(passes, capsys):
 
 
 def test_missing_script_is_a_usage_error(tmp_path, capsys):
-    assert sweep.main(["--script", str(tmp_path / "nope.py"), "--env-ids", "CartPole-v1", "--seeds", "1", "--out", str(tmp_path / "s")]) == 2
+    assert (
+        sweep.main(
+            [
+                "--script",
+                str(tmp_path / "nope.py"),
+                "--env-ids",
+                "CartPole-v1",
+                "--seeds",
+                "1",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
     assert "no script" in capsys.readouterr().err

@@ -21,7 +21,11 @@ def test_parse_sps_reads_the_done_line():
 
 
 def test_table_reports_medians_and_ratios():
-    table = throughput.markdown_table({"cartpole": {"ours": [900.0, 1000.0, 5000.0], "reference": [500.0, 400.0, 450.0], "env_only": [4000.0] * 3}}, 1000, 1)
+    table = throughput.throughput_markdown(
+        {"cartpole": {"ours": [900.0, 1000.0, 5000.0], "reference": [500.0, 400.0, 450.0], "env_only": [4000.0] * 3}},
+        1000,
+        1,
+    )
     row = next(line for line in table.splitlines() if line.startswith("| cartpole"))
     assert "1,000 (900-5,000)" in row and "450 (400-500)" in row
     assert "2.22x" in row and "0.25" in row  # 1000 / 450 and 1000 / 4000
@@ -36,7 +40,7 @@ def test_a_tiny_real_measurement(tmp_path):
 # A script whose main() spends known times in each phase: per iteration, env 0.08 s (a multi-line envs.step(...)
 # statement, whose sleep is on its second line), inference 0.04, storage+GAE 0.02 + 0.02, update 0.06, other 0.02;
 # 0.4 s outside the loop; it ends with sys.exit(3).
-SYNTHETIC_SCRIPT = '''
+SYNTHETIC_SCRIPT = """
 import sys
 import time
 
@@ -81,7 +85,7 @@ def main():
 if __name__ == "__main__":
     main()
     sys.exit(3)
-'''
+"""
 
 
 def test_line_phases_follow_sections_and_whole_statements():
@@ -98,8 +102,8 @@ def test_line_phases_follow_sections_and_whole_statements():
 def test_phase_shares_of_a_script_with_known_times(tmp_path):
     script, out = tmp_path / "synthetic.py", tmp_path / "phases.json"
     script.write_text(SYNTHETIC_SCRIPT)
-    result = subprocess.run([sys.executable, "-m", "benchmark.phases", "--out", str(out), "--", str(script), "--any", "args"],
-                            cwd=throughput.REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+    command = [sys.executable, "-m", "benchmark.phases", "--out", str(out), "--", str(script), "--any", "args"]
+    result = subprocess.run(command, cwd=throughput.REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3, result.stderr
     summary = json.loads(out.read_text())  # written although the script ended with sys.exit(3)
     assert summary["exit_code"] == 3 and summary["args"] == ["--any", "args"]
@@ -115,7 +119,7 @@ def test_phase_shares_of_a_script_with_known_times(tmp_path):
 # kernels do), 0.3 ms each: a sampler that needs the GIL to look (a thread) would see no env time at all. The
 # script measures the wall time each phase really took (on a loaded machine, sleep(0) can hand the core away
 # for longer than 0.3 ms) and writes it to the file named by its first argument.
-GIL_SCRIPT = '''
+GIL_SCRIPT = """
 import json
 import sys
 import time
@@ -155,7 +159,7 @@ def main():
         agent.act(0.0003)
     with open(sys.argv[1], "w") as file:
         json.dump(TOOK, file)
-'''
+"""
 
 
 def test_phase_shares_see_code_that_holds_the_gil(tmp_path):
@@ -164,7 +168,9 @@ def test_phase_shares_see_code_that_holds_the_gil(tmp_path):
     assert phases.profile(script, [str(took)], out) == 0
     shares, seconds = json.loads(out.read_text())["shares"], json.loads(took.read_text())
     env_share = seconds["env"] / (seconds["env"] + seconds["inference"])  # 0.5 on an idle machine
-    assert shares["env"] == pytest.approx(env_share, abs=0.08) and shares["inference"] == pytest.approx(1 - env_share, abs=0.08), (shares, seconds)
+    assert shares["env"] == pytest.approx(env_share, abs=0.08) and shares["inference"] == pytest.approx(
+        1 - env_share, abs=0.08
+    ), (shares, seconds)
 
 
 def test_env_only_uses_the_scripts_own_make_env():
@@ -185,15 +191,31 @@ def test_naive_ppo_atari_mode_runs_one_iteration():
 
 def test_table_has_the_phase_columns():
     samples = {"ours": [1000.0], "reference": [500.0], "env_only": [4000.0]}
-    summary = {"shares": {"env": 0.5, "inference": 0.2, "storage+gae": 0.1, "update": 0.15, "other": 0.05}, "setup_s": 2.54, "peak_rss_mb": 1234.4}
-    table = throughput.markdown_table({"cartpole": samples, "breakout": samples}, 1000, {"cartpole": 1, "breakout": 2}, {"cartpole": summary})
+    summary = {
+        "shares": {"env": 0.5, "inference": 0.2, "storage+gae": 0.1, "update": 0.15, "other": 0.05},
+        "setup_s": 2.54,
+        "peak_rss_mb": 1234.4,
+    }
+    table = throughput.throughput_markdown(
+        {"cartpole": samples, "breakout": samples}, 1000, {"cartpole": 1, "breakout": 2}, {"cartpole": summary}
+    )
     header = next(line for line in table.splitlines() if line.startswith("| preset"))
     assert [cell.strip() for cell in header.strip("|").split("|")] == [
         "preset", "ours SPS", "straightforward", "env only", "ours / straightforward", "ours / env only",
         "env", "inference", "storage+GAE", "update", "other", "setup s", "peak RSS MB",
     ]  # fmt: skip
     cartpole = next(line for line in table.splitlines() if line.startswith("| cartpole"))
-    assert [cell.strip() for cell in cartpole.strip("|").split("|")][4:] == ["2.00x", "0.25", "50%", "20%", "10%", "15%", "5%", "2.5", "1,234"]
+    assert [cell.strip() for cell in cartpole.strip("|").split("|")][4:] == [
+        "2.00x",
+        "0.25",
+        "50%",
+        "20%",
+        "10%",
+        "15%",
+        "5%",
+        "2.5",
+        "1,234",
+    ]
     breakout = next(line for line in table.splitlines() if line.startswith("| breakout"))
     assert breakout.count("| - ") == 7  # no profiled run: dashes
     assert "OMP_NUM_THREADS=1 (cartpole), 2 (breakout)" in table

@@ -62,7 +62,12 @@ def test_config_shape(path):
     config = load(path)
     assert config["method"] in {"grid", "random", "bayes"}
     assert config["metric"] == {"name": "charts/episodic_return", "goal": "maximize"}
-    assert [str(item) for item in config["command"]] == ["${env}", "${interpreter}", "${program}", "${args_no_boolean_flags}"]
+    assert [str(item) for item in config["command"]] == [
+        "${env}",
+        "${interpreter}",
+        "${program}",
+        "${args_no_boolean_flags}",
+    ]
     assert config["parameters"]["track"] == {"value": True}  # the run logs to the agent's W&B run
 
 
@@ -84,17 +89,25 @@ def test_every_parameter_value_parses_as_intended(path):
                 field = name[3:] if name.startswith("no_") else name
                 intended = (not value) if name.startswith("no_") else value
                 # ${args_no_boolean_flags} drops a false flag: the script's default then applies
-                assert value or getattr(defaults, field) == intended, f"{name}: {value} cannot be passed; sweep no_{field} instead"
+                assert value or getattr(defaults, field) == intended, (
+                    f"{name}: {value} cannot be passed; sweep no_{field} instead"
+                )
                 assert getattr(parsed, field) == intended, (name, value, command)
             else:
-                assert getattr(parsed, name) == pytest.approx(value) if isinstance(value, float) else getattr(parsed, name) == value, (name, value)
+                assert (
+                    getattr(parsed, name) == pytest.approx(value)
+                    if isinstance(value, float)
+                    else getattr(parsed, name) == value
+                ), (name, value)
 
 
 def test_agent_form_of_booleans_is_what_tyro_needs():
     """${args} would pass `--anneal_lr=True`, which tyro rejects; ${args_no_boolean_flags} passes `--anneal_lr`."""
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-    forms = create_sweep_command_args({"args": {"anneal_lr": {"value": True}, "no_norm_adv": {"value": False}, "learning_rate": {"value": 0.001}}})
+    forms = create_sweep_command_args(
+        {"args": {"anneal_lr": {"value": True}, "no_norm_adv": {"value": False}, "learning_rate": {"value": 0.001}}}
+    )
     assert forms["args"] == ["--anneal_lr=True", "--no_norm_adv=False", "--learning_rate=0.001"]
     assert forms["args_no_boolean_flags"] == ["--anneal_lr", "--learning_rate=0.001"]
     import tyro
@@ -110,7 +123,12 @@ def test_agent_command_runs_ppo_discrete(tmp_path):
     values = {name: candidates(spec)[0] for name, spec in config["parameters"].items()}
     values.update(TINY, no_anneal_lr=True, learning_rate=0.001)
     command = agent_command(config, values, sys.executable, str(REPO / config["program"]))
-    assert "--learning_rate=0.001" in command and "--num_envs=2" in command and "--no_anneal_lr" in command and "--track" in command
+    assert (
+        "--learning_rate=0.001" in command
+        and "--num_envs=2" in command
+        and "--no_anneal_lr" in command
+        and "--track" in command
+    )
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -120,6 +138,7 @@ def test_agent_command_runs_ppo_discrete(tmp_path):
 
     scalars = read_scalars(run_dir)
     assert len(scalars["charts/episodic_return"]) > 0
-    assert [value for _, value in scalars["charts/learning_rate"]] == pytest.approx([0.001] * 2)  # --no_anneal_lr took effect
+    # --no_anneal_lr took effect
+    assert [value for _, value in scalars["charts/learning_rate"]] == pytest.approx([0.001] * 2)
     (offline_run,) = (run_dir / "wandb").glob("offline-run-*/*.wandb")  # --track started a W&B run
     assert b"charts/episodic_return" in offline_run.read_bytes()  # the sweep's metric reached it (sync_tensorboard)

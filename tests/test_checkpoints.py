@@ -27,19 +27,62 @@ from tests.conftest import REPO, assert_usage_error, read_scalars, run_script, s
 
 # Tiny but real settings: 10-12 iterations of a few seconds at most (Atari: a few seconds each).
 CONFIGS = {
-    "ppo_discrete.py": ["--env-id", "CartPole-v1", "--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2"],
-    "ppo_continuous.py": ["--env-id", "Pendulum-v1", "--num-envs", "1", "--num-steps", "128", "--num-minibatches", "2", "--update-epochs", "2"],
-    "ppo_atari.py": ["--env-id", "BreakoutNoFrameskip-v4", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--torch-threads", "1"],
-}  # fmt: skip
+    "ppo_discrete.py": [
+        "--env-id",
+        "CartPole-v1",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--num-minibatches",
+        "2",
+        "--update-epochs",
+        "2",
+    ],
+    "ppo_continuous.py": [
+        "--env-id",
+        "Pendulum-v1",
+        "--num-envs",
+        "1",
+        "--num-steps",
+        "128",
+        "--num-minibatches",
+        "2",
+        "--update-epochs",
+        "2",
+    ],
+    "ppo_atari.py": [
+        "--env-id",
+        "BreakoutNoFrameskip-v4",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "32",
+        "--num-minibatches",
+        "2",
+        "--update-epochs",
+        "1",
+        "--torch-threads",
+        "1",
+    ],
+}
 TOTALS = {"ppo_discrete.py": 1536, "ppo_continuous.py": 1536, "ppo_atari.py": 640}  # 12, 12 and 10 iterations
 SCRIPTS = list(CONFIGS)
-WRONG_ACTION_SPACE = {"ppo_discrete.py": ("Pendulum-v1", "use ppo_continuous.py"), "ppo_continuous.py": ("CartPole-v1", "use ppo_discrete.py"), "ppo_atari.py": ("CartPole-v1", "use ppo_discrete.py")}
+WRONG_ACTION_SPACE = {
+    "ppo_discrete.py": ("Pendulum-v1", "use ppo_continuous.py"),
+    "ppo_continuous.py": ("CartPole-v1", "use ppo_discrete.py"),
+    "ppo_atari.py": ("CartPole-v1", "use ppo_discrete.py"),
+}
 IGNORED_TAGS = {"charts/SPS"}  # wall-clock speed is the one thing a resumed run cannot repeat
 
 
 def run_dir_files(run_dir) -> dict:
     """{file name: sha256} of everything in a run directory: what a failed command must leave as it was."""
-    return {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest() for name in sorted(os.listdir(run_dir)) if (run_dir / name).is_file()}
+    return {
+        name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
+        for name in sorted(os.listdir(run_dir))
+        if (run_dir / name).is_file()
+    }
 
 
 def assert_same_curves(expected: dict, actual: dict) -> None:
@@ -51,11 +94,20 @@ def assert_same_curves(expected: dict, actual: dict) -> None:
     assert steps == sorted(set(steps)), "a step was logged twice"
 
 
-def start_and_signal(script: str, args: list, after_lines: int, signum: int, process_group: bool = False) -> subprocess.CompletedProcess:
+def start_and_signal(
+    script: str, args: list, after_lines: int, signum: int, process_group: bool = False
+) -> subprocess.CompletedProcess:
     """Start a training run, send `signum` once it has printed `after_lines` progress lines (one per iteration),
     and wait for it to end. process_group: the run starts its own process group and the signal goes to all of
     it, env worker processes included, as Ctrl-C in a terminal does."""
-    process = subprocess.Popen([sys.executable, str(REPO / script), "--progress-interval", "0", *args], env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=process_group)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / script), "--progress-interval", "0", *args],
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=process_group,
+    )
     lines, children = 0, []
     for line in process.stdout:
         lines += line.startswith("step")
@@ -90,7 +142,18 @@ def uninterrupted(tmp_path_factory):
     """{script: scalars} of each script's uninterrupted tiny run, computed once."""
     runs, scalars = tmp_path_factory.mktemp("uninterrupted"), {}
     for script in SCRIPTS:
-        result = run_script(script, *CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(runs), "--run-name", script, "--progress-interval", "0")
+        result = run_script(
+            script,
+            *CONFIGS[script],
+            "--total-timesteps",
+            str(TOTALS[script]),
+            "--output-dir",
+            str(runs),
+            "--run-name",
+            script,
+            "--progress-interval",
+            "0",
+        )
         assert result.returncode == 0, result.stderr
         scalars[script] = read_scalars(runs / script)
     return scalars
@@ -119,10 +182,24 @@ def test_sigterm_in_an_update_then_resume_equals_an_uninterrupted_run(script, tm
     after iteration 4, and the resumed run logs what the uninterrupted run logged."""
     run_dir = tmp_path / "run"
     in_update = 3 * MINIBATCHES_PER_UPDATE[script] + 2  # the second minibatch of iteration 4
-    args = [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
-    stopped = subprocess.run([sys.executable, "-c", SIGTERM_IN_UPDATE, str(in_update), str(REPO / script), *args], env=script_env(), capture_output=True, text=True, timeout=600)
+    args = [
+        *CONFIGS[script],
+        "--total-timesteps",
+        str(TOTALS[script]),
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "run",
+    ]
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGTERM_IN_UPDATE, str(in_update), str(REPO / script), *args],
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
-    assert f"stopped by SIGTERM after iteration 4/" in stopped.stderr
+    assert "stopped by SIGTERM after iteration 4/" in stopped.stderr
     assert f"resume with: python {script} --resume {run_dir}" in stopped.stderr
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["training"]["iteration"] == 4
 
@@ -136,7 +213,22 @@ def test_kill_9_after_a_periodic_checkpoint_resumes_without_duplicated_steps(tmp
     """kill -9 leaves events logged after the last checkpoint on disk; the resumed run purges them
     (TensorBoard's purge_step) and logs those iterations again, once."""
     script, run_dir = "ppo_discrete.py", tmp_path / "run"
-    killed = start_and_signal(script, [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run", "--checkpoint-every", "3"], after_lines=5, signum=signal.SIGKILL)
+    killed = start_and_signal(
+        script,
+        [
+            *CONFIGS[script],
+            "--total-timesteps",
+            str(TOTALS[script]),
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "run",
+            "--checkpoint-every",
+            "3",
+        ],
+        after_lines=5,
+        signum=signal.SIGKILL,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["training"]["iteration"] in (3, 6)
     resumed = run_script(script, "--resume", str(run_dir / "checkpoint.pt"))
@@ -167,7 +259,16 @@ def test_ctrl_c_to_the_whole_process_group_stops_with_a_checkpoint_and_resumes_e
     (its envs in workers again, as the checkpoint says) logs what the uninterrupted in-process run logged."""
     script = "ppo_atari.py"
     run_dir = tmp_path / "run"
-    args = [*CONFIGS[script], "--async-envs", "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run"]
+    args = [
+        *CONFIGS[script],
+        "--async-envs",
+        "--total-timesteps",
+        str(TOTALS[script]),
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "run",
+    ]
     stopped = start_and_signal(script, args, after_lines=3, signum=signal.SIGINT, process_group=True)
     num_envs = int(args[args.index("--num-envs") + 1])
     assert len(stopped.children) == num_envs, stopped.children  # one worker process per env: --async-envs took effect
@@ -184,15 +285,33 @@ def test_ctrl_c_to_the_whole_process_group_stops_with_a_checkpoint_and_resumes_e
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_kill_9_during_a_checkpoint_write_keeps_the_previous_checkpoint(script, tmp_path):
     run_dir = tmp_path / "run"
-    args = [*CONFIGS[script], "--total-timesteps", str(TOTALS[script]), "--output-dir", str(tmp_path), "--run-name", "run", "--checkpoint-every", "1"]
-    killed = subprocess.run([sys.executable, "-c", DIE_IN_SECOND_SAVE, str(REPO / script), *args], env=script_env(), capture_output=True, text=True, timeout=600)
+    args = [
+        *CONFIGS[script],
+        "--total-timesteps",
+        str(TOTALS[script]),
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "run",
+        "--checkpoint-every",
+        "1",
+    ]
+    killed = subprocess.run(
+        [sys.executable, "-c", DIE_IN_SECOND_SAVE, str(REPO / script), *args],
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with pytest.raises(Exception):  # the write that was cut short is unreadable ...
         torch.load(run_dir / "checkpoint.pt.tmp", weights_only=True)
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["training"]["iteration"] == 1  # ... and never replaced the good one
+    assert (
+        torch.load(run_dir / "checkpoint.pt", weights_only=True)["training"]["iteration"] == 1
+    )  # ... and never replaced the good one
     resumed = run_script(script, "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"after iteration 1/" in resumed.stdout
+    assert "after iteration 1/" in resumed.stdout
     steps = [step for step, _ in read_scalars(run_dir)["losses/value_loss"]]
     assert steps == sorted(set(steps)) and steps[-1] == TOTALS[script]
 
@@ -200,17 +319,36 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_checkpoint(script, 
 @pytest.mark.parametrize("script", ["ppo_discrete.py", "ppo_continuous.py"])
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(script, tmp_path):
     """The probe env's reward turns NaN at its 200th step, in iteration 7 of 32 steps each."""
-    env_id = "tests.probe_envs:NanReward-v0" if script == "ppo_discrete.py" else "tests.probe_envs:NanRewardContinuous-v0"
-    args = ["--env-id", env_id, "--num-envs", "1", "--num-steps", "32", "--num-minibatches", "2", "--total-timesteps", "640", "--checkpoint-every", "1"]
+    env_id = (
+        "tests.probe_envs:NanReward-v0" if script == "ppo_discrete.py" else "tests.probe_envs:NanRewardContinuous-v0"
+    )
+    args = [
+        "--env-id",
+        env_id,
+        "--num-envs",
+        "1",
+        "--num-steps",
+        "32",
+        "--num-minibatches",
+        "2",
+        "--total-timesteps",
+        "640",
+        "--checkpoint-every",
+        "1",
+    ]
     result = run_script(script, *args, "--output-dir", str(tmp_path), "--run-name", "run")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{script}: error: iteration 7 (step 224): ") and " is nan" in lines[0], result.stderr
+    assert (
+        len(lines) == 1 and lines[0].startswith(f"{script}: error: iteration 7 (step 224): ") and " is nan" in lines[0]
+    ), result.stderr
     assert "(iteration 6), is kept" in lines[0]
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert checkpoint["training"]["iteration"] == 6
     assert all(torch.isfinite(tensor).all() for tensor in checkpoint["model"].values())
-    assert max(step for step, _ in read_scalars(tmp_path / "run")["losses/value_loss"]) == 6 * 32  # nothing non-finite was logged
+    assert (
+        max(step for step, _ in read_scalars(tmp_path / "run")["losses/value_loss"]) == 6 * 32
+    )  # nothing non-finite was logged
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +356,21 @@ def saved_runs(tmp_path_factory):
     """One finished tiny run per script, with a checkpoint.pt and a model.pt."""
     runs = tmp_path_factory.mktemp("saved")
     for script in SCRIPTS:
-        result = run_script(script, *CONFIGS[script], "--total-timesteps", str(TOTALS[script] if script != "ppo_atari.py" else 128), "--output-dir", str(runs), "--run-name", script, "--checkpoint-every", "1", "--save-model", "--eval-episodes", "1")
+        result = run_script(
+            script,
+            *CONFIGS[script],
+            "--total-timesteps",
+            str(TOTALS[script] if script != "ppo_atari.py" else 128),
+            "--output-dir",
+            str(runs),
+            "--run-name",
+            script,
+            "--checkpoint-every",
+            "1",
+            "--save-model",
+            "--eval-episodes",
+            "1",
+        )
         assert result.returncode == 0, result.stderr
     return runs
 
@@ -242,21 +394,93 @@ def fault_table():
         rows += [
             (script, "unknown env id", lambda runs, s=script: ["--env-id", "NoSuchEnv-v0"], "unknown env id"),
             (script, "wrong action space", lambda runs, e=wrong_env: ["--env-id", e], wrong_message),
-            (script, "inconsistent arguments", lambda runs: ["--num-envs", "2", "--num-steps", "5", "--num-minibatches", "4"], "does not divide"),
-            (script, "negative checkpoint interval", lambda runs: ["--checkpoint-every", "-1"], "--checkpoint-every must be non-negative"),
+            (
+                script,
+                "inconsistent arguments",
+                lambda runs: ["--num-envs", "2", "--num-steps", "5", "--num-minibatches", "4"],
+                "does not divide",
+            ),
+            (
+                script,
+                "negative checkpoint interval",
+                lambda runs: ["--checkpoint-every", "-1"],
+                "--checkpoint-every must be non-negative",
+            ),
             (script, "missing checkpoint", lambda runs: ["--resume", str(runs / "nowhere")], "no checkpoint at"),
-            (script, "truncated checkpoint", lambda runs: ["--resume", str(runs / "truncated.pt")], "cannot read checkpoint"),
-            (script, "corrupted checkpoint", lambda runs: ["--resume", str(runs / "corrupted.pt")], "is damaged (CRC mismatch)"),
-            (script, "code in a pickle", lambda runs: ["--resume", str(runs / "malicious.pt")], "cannot read checkpoint"),
-            (script, "foreign file", lambda runs: ["--resume", str(runs / "foreign.pt")], "not a checkpoint of this project"),
-            (script, "another script's checkpoint", lambda runs, o=other: ["--resume", str(runs / o)], f"was written by {other[:-3]}.py"),
-            (script, "a checkpoint with Adam state per layer", lambda runs, s=script: ["--resume", str(runs / f"per-layer-adam-{s}.pt")], "holds Adam state for 2 parameter tensors"),
-            (script, "a model without training state", lambda runs, s=script: ["--resume", str(runs / s / "model.pt")], "no training state"),
-            (script, "resume with another env", lambda runs, s=script, e=wrong_env: ["--resume", str(runs / s), "--env-id", e], "differs from the checkpoint's"),
-            (script, "resume with other sizes", lambda runs, s=script: ["--resume", str(runs / s), "--num-envs", "3"], "--num-envs 3 differs from the checkpoint's 2" if script != "ppo_continuous.py" else "--num-envs 3 differs from the checkpoint's 1"),
-            (script, "resume and evaluate at once", lambda runs, s=script: ["--resume", str(runs / s), "--eval-checkpoint", str(runs / s)], "give one of them"),
-            (script, "evaluate a truncated checkpoint", lambda runs: ["--eval-checkpoint", str(runs / "truncated.pt")], "cannot read checkpoint"),
-            (script, "unwritable output directory", lambda runs: ["--output-dir", str(runs / "corrupted.pt" / "sub")], "cannot create"),
+            (
+                script,
+                "truncated checkpoint",
+                lambda runs: ["--resume", str(runs / "truncated.pt")],
+                "cannot read checkpoint",
+            ),
+            (
+                script,
+                "corrupted checkpoint",
+                lambda runs: ["--resume", str(runs / "corrupted.pt")],
+                "is damaged (CRC mismatch)",
+            ),
+            (
+                script,
+                "code in a pickle",
+                lambda runs: ["--resume", str(runs / "malicious.pt")],
+                "cannot read checkpoint",
+            ),
+            (
+                script,
+                "foreign file",
+                lambda runs: ["--resume", str(runs / "foreign.pt")],
+                "not a checkpoint of this project",
+            ),
+            (
+                script,
+                "another script's checkpoint",
+                lambda runs, o=other: ["--resume", str(runs / o)],
+                f"was written by {other[:-3]}.py",
+            ),
+            (
+                script,
+                "a checkpoint with Adam state per layer",
+                lambda runs, s=script: ["--resume", str(runs / f"per-layer-adam-{s}.pt")],
+                "holds Adam state for 2 parameter tensors",
+            ),
+            (
+                script,
+                "a model without training state",
+                lambda runs, s=script: ["--resume", str(runs / s / "model.pt")],
+                "no training state",
+            ),
+            (
+                script,
+                "resume with another env",
+                lambda runs, s=script, e=wrong_env: ["--resume", str(runs / s), "--env-id", e],
+                "differs from the checkpoint's",
+            ),
+            (
+                script,
+                "resume with other sizes",
+                lambda runs, s=script: ["--resume", str(runs / s), "--num-envs", "3"],
+                "--num-envs 3 differs from the checkpoint's 2"
+                if script != "ppo_continuous.py"
+                else "--num-envs 3 differs from the checkpoint's 1",
+            ),
+            (
+                script,
+                "resume and evaluate at once",
+                lambda runs, s=script: ["--resume", str(runs / s), "--eval-checkpoint", str(runs / s)],
+                "give one of them",
+            ),
+            (
+                script,
+                "evaluate a truncated checkpoint",
+                lambda runs: ["--eval-checkpoint", str(runs / "truncated.pt")],
+                "cannot read checkpoint",
+            ),
+            (
+                script,
+                "unwritable output directory",
+                lambda runs: ["--output-dir", str(runs / "corrupted.pt" / "sub")],
+                "cannot create",
+            ),
         ]
     return rows
 
@@ -274,7 +498,10 @@ def make_bad_files(runs) -> None:
     corrupted = bytearray(data)
     corrupted[len(data) // 3 : len(data) // 3 + 64] = os.urandom(64)
     (runs / "corrupted.pt").write_bytes(bytes(corrupted))
-    torch.save({"script": "ppo_discrete", "format": 1, "payload": WritesAFileWhenUnpickled(str(runs / "pwned"))}, runs / "malicious.pt")
+    torch.save(
+        {"script": "ppo_discrete", "format": 1, "payload": WritesAFileWhenUnpickled(str(runs / "pwned"))},
+        runs / "malicious.pt",
+    )
     torch.save({"weights": torch.zeros(3)}, runs / "foreign.pt")
     for script in SCRIPTS:  # a checkpoint as written before the parameters were one flat tensor: Adam state per tensor
         checkpoint = torch.load(runs / script / "checkpoint.pt", weights_only=True)
@@ -283,7 +510,11 @@ def make_bad_files(runs) -> None:
         torch.save(checkpoint, runs / f"per-layer-adam-{script}.pt")
 
 
-@pytest.mark.parametrize("script,case,make_args,message", fault_table(), ids=[f"{row[0][4:-3]}-{row[1].replace(' ', '-')}" for row in fault_table()])
+@pytest.mark.parametrize(
+    "script,case,make_args,message",
+    fault_table(),
+    ids=[f"{row[0][4:-3]}-{row[1].replace(' ', '-')}" for row in fault_table()],
+)
 def test_fault_table(script, case, make_args, message, saved_runs, tmp_path, monkeypatch):
     """Each bad input is refused with its message before anything is built or written (in-process: main()
     raises UsageError, which the script's entry point prints as one line with exit code 2, see below)."""
@@ -292,7 +523,9 @@ def test_fault_table(script, case, make_args, message, saved_runs, tmp_path, mon
     module = MODULES[script]
     before = {name: run_dir_files(saved_runs / name) for name in SCRIPTS}
     bad_args = make_args(saved_runs)
-    args = tyro.cli(module.Args, args=bad_args if "--resume" in bad_args else ["--output-dir", str(tmp_path), *bad_args])
+    args = tyro.cli(
+        module.Args, args=bad_args if "--resume" in bad_args else ["--output-dir", str(tmp_path), *bad_args]
+    )
     with pytest.raises(module.UsageError) as error:
         module.main(args)
     assert message in str(error.value) and "\n" not in str(error.value)
@@ -304,7 +537,10 @@ def test_fault_table(script, case, make_args, message, saved_runs, tmp_path, mon
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_faults_end_in_one_line_and_exit_2_in_a_real_process(script, saved_runs, tmp_path):
     make_bad_files(saved_runs)
-    for bad_args, message in [(["--resume", str(saved_runs / "corrupted.pt")], "is damaged (CRC mismatch)"), (["--resume", str(saved_runs / script), "--seed", "7"], "--seed 7 differs from the checkpoint's 1")]:
+    for bad_args, message in [
+        (["--resume", str(saved_runs / "corrupted.pt")], "is damaged (CRC mismatch)"),
+        (["--resume", str(saved_runs / script), "--seed", "7"], "--seed 7 differs from the checkpoint's 1"),
+    ]:
         result = run_script(script, *bad_args, cwd=tmp_path)
         assert_usage_error(result, script, message)
     assert os.listdir(tmp_path) == []
@@ -330,7 +566,16 @@ def test_evaluate_a_checkpoint_with_video_and_make_a_gif(script, saved_runs, tmp
     run_dir = tmp_path / "run"
     os.makedirs(run_dir)
     (run_dir / "checkpoint.pt").write_bytes((saved_runs / script / "checkpoint.pt").read_bytes())
-    result = run_script(script, "--eval-checkpoint", str(run_dir / "checkpoint.pt"), "--eval-episodes", "2", "--eval-deterministic", "--capture-video", cwd=tmp_path)
+    result = run_script(
+        script,
+        "--eval-checkpoint",
+        str(run_dir / "checkpoint.pt"),
+        "--eval-episodes",
+        "2",
+        "--eval-deterministic",
+        "--capture-video",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert "mean return" in line and "+-" in line and "over 2 episodes (greedy actions)" in line and "videos in" in line
@@ -338,7 +583,12 @@ def test_evaluate_a_checkpoint_with_video_and_make_a_gif(script, saved_runs, tmp
     assert [video.name for video in videos] == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
 
     gif = tmp_path / "agent.gif"
-    made = subprocess.run([sys.executable, "-m", "benchmark.gif", str(videos[0]), str(gif), "--width", "120", "--seconds", "2"], cwd=REPO, capture_output=True, text=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "benchmark.gif", str(videos[0]), str(gif), "--width", "120", "--seconds", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert made.returncode == 0, made.stderr
     from PIL import Image
 
@@ -379,7 +629,9 @@ def test_env_state_round_trip_continues_exactly(module, env_id):
     with another seed, and both continue identically under the same actions."""
 
     def make():
-        return gym.vector.SyncVectorEnv([module.make_env(env_id, i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        return gym.vector.SyncVectorEnv(
+            [module.make_env(env_id, i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        )
 
     state, actions, expected = state_mid_episode(module, make(), 150)
     restored = make()
@@ -400,7 +652,10 @@ def test_env_state_moves_between_worker_processes_and_this_one():
     workers), continues exactly as the workers' own envs do."""
 
     def make(vector_env):
-        return vector_env([ppo_atari.make_env("BreakoutNoFrameskip-v4", i, False, "") for i in range(2)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        return vector_env(
+            [ppo_atari.make_env("BreakoutNoFrameskip-v4", i, False, "") for i in range(2)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
 
     envs = make(gym.vector.AsyncVectorEnv)
     state, actions, expected = state_mid_episode(ppo_atari, envs, 100)
@@ -416,7 +671,9 @@ def test_env_state_moves_between_worker_processes_and_this_one():
 
 
 def test_box2d_envs_are_reported_as_not_capturable():
-    envs = gym.vector.SyncVectorEnv([ppo_discrete.make_env("LunarLander-v3", 0, False, "")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(
+        [ppo_discrete.make_env("LunarLander-v3", 0, False, "")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
     envs.reset(seed=0)
     assert ppo_discrete.env_state(envs) is None
 
@@ -425,8 +682,13 @@ def test_resume_args_merge_rules():
     saved = ppo_discrete.asdict(ppo_discrete.Args(num_envs=8, total_timesteps=100_000, seed=3))
     merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved)
     assert (merged.num_envs, merged.total_timesteps, merged.seed, merged.resume) == (8, 100_000, 3, "x")
-    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x", total_timesteps=200_000), saved).total_timesteps == 200_000
-    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved).num_envs == 8  # the same value is fine
+    assert (
+        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", total_timesteps=200_000), saved).total_timesteps
+        == 200_000
+    )
+    assert (
+        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved).num_envs == 8
+    )  # the same value is fine
     with pytest.raises(ppo_discrete.UsageError, match="--seed 4 differs from the checkpoint's 3"):
         ppo_discrete.resume_args(ppo_discrete.Args(resume="x", seed=4), saved)
 

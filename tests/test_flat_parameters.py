@@ -38,7 +38,11 @@ def clip_as_the_scripts_do(flat_params: torch.Tensor, max_grad_norm: float) -> t
 def loss_of(agent: nn.Module, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """A loss through the policy and the value head, as the update's is."""
     _, logprob, entropy, value, _ = agent.get_action_and_value(x, actions)
-    return -(logprob * torch.linspace(-1, 1, len(logprob))).mean() - 0.01 * entropy.mean() + 0.5 * (value - 1.0).pow(2).mean()
+    return (
+        -(logprob * torch.linspace(-1, 1, len(logprob))).mean()
+        - 0.01 * entropy.mean()
+        + 0.5 * (value - 1.0).pow(2).mean()
+    )
 
 
 @pytest.mark.parametrize("name", AGENTS)
@@ -60,7 +64,9 @@ def test_flat_parameters_are_views_and_train_like_per_tensor_adam(name):
         assert agent.network[0].weight.is_contiguous(memory_format=torch.channels_last)
 
     optimizer = torch.optim.Adam([flat_params], lr=1e-3, eps=1e-5, fused=True)
-    reference_optimizer = torch.optim.Adam(list(reference.parameters()), lr=1e-3, eps=1e-5, foreach=False)  # the plain loop over tensors
+    reference_optimizer = torch.optim.Adam(
+        list(reference.parameters()), lr=1e-3, eps=1e-5, foreach=False
+    )  # the plain loop over tensors
     for _ in range(3):
         x = make_input()
         with torch.no_grad():
@@ -76,7 +82,9 @@ def test_flat_parameters_are_views_and_train_like_per_tensor_adam(name):
         reference_optimizer.step()
 
         assert norm > 0.5  # clipping was active: the global norm of all gradients is what scaled them
-        torch.testing.assert_close(norm, reference_norm, rtol=1e-4, atol=0)  # float32 sums in another order (1.7M terms for the CNN)
+        torch.testing.assert_close(
+            norm, reference_norm, rtol=1e-4, atol=0
+        )  # float32 sums in another order (1.7M terms for the CNN)
         for parameter, expected in zip(agent.parameters(), reference.parameters()):
             torch.testing.assert_close(parameter, expected, rtol=1e-5, atol=1e-6)
             assert parameter.untyped_storage().data_ptr() == flat_params.untyped_storage().data_ptr()  # still views

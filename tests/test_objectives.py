@@ -17,9 +17,31 @@ import ppo_discrete
 from tests.conftest import EXPECTED_KEYS, read_scalars, run_script
 
 TINY = {
-    "ppo_discrete.py": ("--total-timesteps", "1024", "--num-envs", "2", "--num-steps", "64", "--progress-interval", "0"),
-    "ppo_continuous.py": ("--total-timesteps", "1024", "--num-envs", "2", "--num-steps", "64", "--num-minibatches", "4", "--update-epochs", "2", "--progress-interval", "0"),
-}  # fmt: skip
+    "ppo_discrete.py": (
+        "--total-timesteps",
+        "1024",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--progress-interval",
+        "0",
+    ),
+    "ppo_continuous.py": (
+        "--total-timesteps",
+        "1024",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--num-minibatches",
+        "4",
+        "--update-epochs",
+        "2",
+        "--progress-interval",
+        "0",
+    ),
+}
 ITERATIONS = 8  # 1024 steps in batches of 128
 MODULES = {"ppo_discrete.py": ppo_discrete, "ppo_continuous.py": ppo_continuous}
 
@@ -30,11 +52,15 @@ MODULES = {"ppo_discrete.py": ppo_discrete, "ppo_continuous.py": ppo_continuous}
 @pytest.mark.parametrize(
     "kl, expected",
     [
-        (0.0, 0.5), (0.006, 0.5),  # d < d_targ / 1.5 = 0.00667: halve
-        (0.0067, 1.0), (0.01, 1.0), (0.0149, 1.0),  # within [d_targ / 1.5, d_targ * 1.5]: keep
-        (0.0151, 2.0), (1.0, 2.0),  # d > d_targ * 1.5 = 0.015: double
+        (0.0, 0.5),
+        (0.006, 0.5),  # d < d_targ / 1.5 = 0.00667: halve
+        (0.0067, 1.0),
+        (0.01, 1.0),
+        (0.0149, 1.0),  # within [d_targ / 1.5, d_targ * 1.5]: keep
+        (0.0151, 2.0),
+        (1.0, 2.0),  # d > d_targ * 1.5 = 0.015: double
     ],
-)  # fmt: skip
+)
 def test_kl_beta_rule(kl, expected):
     assert ppo_discrete.update_kl_beta(1.0, kl, 0.01) == expected
 
@@ -48,12 +74,17 @@ def test_kl_beta_rule_scales_with_beta_and_target():
 @pytest.mark.parametrize(
     "clip_coef, kl, expected",
     [
-        (0.2, 0.02, 0.2 / 1.5), (0.2, 0.001, 0.3), (0.2, 0.01, 0.2),  # shrink, grow, keep (d_targ 0.01)
-        (0.025, 0.02, 0.02), (0.02, 1.0, 0.02),  # not below 0.02
-        (0.4, 0.0, 0.5), (0.5, 0.0, 0.5),  # not above 0.5
-        (0.8, 0.01, 0.5), (0.01, 0.01, 0.02),  # a start outside the bounds is brought inside
+        (0.2, 0.02, 0.2 / 1.5),
+        (0.2, 0.001, 0.3),
+        (0.2, 0.01, 0.2),  # shrink, grow, keep (d_targ 0.01)
+        (0.025, 0.02, 0.02),
+        (0.02, 1.0, 0.02),  # not below 0.02
+        (0.4, 0.0, 0.5),
+        (0.5, 0.0, 0.5),  # not above 0.5
+        (0.8, 0.01, 0.5),
+        (0.01, 0.01, 0.02),  # a start outside the bounds is brought inside
     ],
-)  # fmt: skip
+)
 def test_clip_coef_rule_and_bounds(clip_coef, kl, expected):
     assert ppo_discrete.update_clip_coef(clip_coef, kl, 0.01) == pytest.approx(expected)
 
@@ -66,7 +97,9 @@ def test_no_clip_loss_is_the_unclipped_surrogate_with_the_policy_gradient():
     torch.manual_seed(0)
     n = 16
     old_logprob = torch.randn(n, dtype=torch.float64)
-    new_logprob = (old_logprob + torch.linspace(-2.0, 2.0, n, dtype=torch.float64)).requires_grad_()  # ratios 0.14 .. 7.4
+    new_logprob = (
+        old_logprob + torch.linspace(-2.0, 2.0, n, dtype=torch.float64)
+    ).requires_grad_()  # ratios 0.14 .. 7.4
     advantages = torch.randn(n, dtype=torch.float64)
     ratio = (new_logprob - old_logprob).exp()
     loss = ppo_discrete.surrogate_loss(ratio, advantages)
@@ -113,7 +146,10 @@ def test_gaussian_kl_matches_torch(seed):
     new = Independent(Normal(new_mean, new_log_std.exp()), 1)
     expected = kl_divergence(old, new)
     torch.testing.assert_close(ppo_continuous.gaussian_kl(old_mean, old_log_std, new_mean, new_log_std), expected)
-    stacked_old, stacked_new = torch.stack((old_mean, old_log_std), dim=-2), torch.stack((new_mean, new_log_std), dim=-2)
+    stacked_old, stacked_new = (
+        torch.stack((old_mean, old_log_std), dim=-2),
+        torch.stack((new_mean, new_log_std), dim=-2),
+    )
     torch.testing.assert_close(ppo_continuous.Agent.exact_kl(stacked_old, stacked_new), expected)
     assert (ppo_continuous.gaussian_kl(old_mean, old_log_std, old_mean, old_log_std) == 0).all()
 
@@ -128,7 +164,10 @@ def test_exact_kl_of_two_agents_policies():
             agent.actor[-1].weight.mul_(scale)
             agent.actor_logstd.copy_(torch.tensor(log_std))
         old_dist, new_dist = old.get_action_and_value(obs)[4], new.get_action_and_value(obs)[4]
-        expected = kl_divergence(Independent(Normal(old.actor(obs), old.actor_logstd.exp()), 1), Independent(Normal(new.actor(obs), new.actor_logstd.exp()), 1))
+        expected = kl_divergence(
+            Independent(Normal(old.actor(obs), old.actor_logstd.exp()), 1),
+            Independent(Normal(new.actor(obs), new.actor_logstd.exp()), 1),
+        )
     assert old_dist.shape == (6, 2, 2)
     torch.testing.assert_close(ppo_continuous.Agent.exact_kl(old_dist, new_dist), expected)
 
@@ -171,7 +210,9 @@ def follows_rule(rule, logged: list, kls: list, start: float, kl_target: float) 
 
 @pytest.mark.parametrize("script", list(TINY))
 def test_kl_adaptive_adapts_beta_to_the_exact_kl(tmp_path, script):
-    scalars = run(script, tmp_path, "run", "--policy-objective", "kl-adaptive", "--kl-beta", "2.0", "--kl-target", "0.01")
+    scalars = run(
+        script, tmp_path, "run", "--policy-objective", "kl-adaptive", "--kl-beta", "2.0", "--kl-target", "0.01"
+    )
     betas, kls = values(scalars, "charts/kl_beta"), values(scalars, "losses/exact_kl")
     assert len(betas) == len(kls) == ITERATIONS
     assert all(kl >= 0 for kl in kls) and max(kls) > 0
@@ -186,9 +227,17 @@ def test_adaptive_clip_moves_epsilon_within_its_bounds(tmp_path, script):
     grow = run(script, tmp_path, "grow", "--adaptive-clip", "--kl-target", "1.0")
     assert values(grow, "charts/clip_coef") == pytest.approx([0.3, 0.45] + [0.5] * (ITERATIONS - 2))
     shrink = run(script, tmp_path, "shrink", "--adaptive-clip", "--kl-target", "1e-9")
-    assert values(shrink, "charts/clip_coef") == pytest.approx([0.2 / 1.5**k for k in range(1, 6)] + [0.02] * (ITERATIONS - 5))
+    assert values(shrink, "charts/clip_coef") == pytest.approx(
+        [0.2 / 1.5**k for k in range(1, 6)] + [0.02] * (ITERATIONS - 5)
+    )
     for scalars, kl_target in ((grow, 1.0), (shrink, 1e-9)):
-        assert follows_rule(MODULES[script].update_clip_coef, values(scalars, "charts/clip_coef"), values(scalars, "losses/exact_kl"), 0.2, kl_target)
+        assert follows_rule(
+            MODULES[script].update_clip_coef,
+            values(scalars, "charts/clip_coef"),
+            values(scalars, "losses/exact_kl"),
+            0.2,
+            kl_target,
+        )
         assert values(scalars, "charts/kl_beta") == [1.0] * ITERATIONS  # beta is not adapted
 
 
@@ -215,8 +264,21 @@ def test_objectives_change_the_update(tmp_path, script):
 
 def test_atari_kl_adaptive(tmp_path):
     """One Atari run (the slowest script): the penalty, the exact KL of its categorical policy and the beta rule."""
-    args = ("--total-timesteps", "256", "--num-envs", "2", "--num-steps", "64", "--torch-threads", "1", "--progress-interval", "0")
-    result = run_script("ppo_atari.py", *args, "--policy-objective", "kl-adaptive", "--output-dir", str(tmp_path), "--run-name", "run")
+    args = (
+        "--total-timesteps",
+        "256",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--torch-threads",
+        "1",
+        "--progress-interval",
+        "0",
+    )
+    result = run_script(
+        "ppo_atari.py", *args, "--policy-objective", "kl-adaptive", "--output-dir", str(tmp_path), "--run-name", "run"
+    )
     assert result.returncode == 0, result.stderr
     scalars = read_scalars(tmp_path / "run")
     for key in EXPECTED_KEYS[2:]:  # every key but the episode ones: 256 steps may end no game

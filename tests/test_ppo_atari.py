@@ -15,7 +15,18 @@ from tests.conftest import EXPECTED_KEYS, assert_usage_error, read_scalars, run_
 
 SCRIPT = "ppo_atari.py"
 # 2 envs x 256 steps: each env plays at least one full game of Breakout (a random game lasts ~125-250 steps)
-TINY = ("--total-timesteps", "512", "--num-envs", "2", "--num-steps", "64", "--torch-threads", "1", "--progress-interval", "0")
+TINY = (
+    "--total-timesteps",
+    "512",
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "64",
+    "--torch-threads",
+    "1",
+    "--progress-interval",
+    "0",
+)
 BREAKOUT, ASTERIX = "BreakoutNoFrameskip-v4", "AsterixNoFrameskip-v4"  # Asterix: 3 lives, no FIRE, raw rewards of 50
 
 
@@ -130,7 +141,9 @@ def test_fire_reset_launches_the_ball_every_life():
     env.close()
     assert life_losses == 5 and "episode" in info and steps < 200, (life_losses, steps)
 
-    unfired = gym.wrappers.AtariPreprocessing(gym.make(BREAKOUT, frameskip=1, obs_type="grayscale"), noop_max=30, frame_skip=4)
+    unfired = gym.wrappers.AtariPreprocessing(
+        gym.make(BREAKOUT, frameskip=1, obs_type="grayscale"), noop_max=30, frame_skip=4
+    )
     unfired.reset(seed=0)
     lives = unfired.unwrapped.ale.lives()
     for _ in range(300):  # control: without FIRE the ball never appears and no life is lost
@@ -142,7 +155,9 @@ def test_fire_reset_launches_the_ball_every_life():
 def test_truncated_game_starts_a_new_game(monkeypatch):
     """The 108,000-frame cap, shortened to 160 frames: truncation is a game over for EpisodicLife."""
     make_env = gym.make
-    monkeypatch.setattr(gym, "make", lambda env_id, **kwargs: make_env(env_id, max_num_frames_per_episode=160, **kwargs))
+    monkeypatch.setattr(
+        gym, "make", lambda env_id, **kwargs: make_env(env_id, max_num_frames_per_episode=160, **kwargs)
+    )
     env = make(BREAKOUT)
     ale = env.unwrapped.ale
     env.reset(seed=0)
@@ -201,9 +216,16 @@ def test_nature_cnn_shapes_scaling_and_init():
     convs = [layer for layer in agent.network if isinstance(layer, torch.nn.Conv2d)]
     assert [tuple(conv.weight.shape) for conv in convs] == [(32, 4, 8, 8), (64, 32, 4, 4), (64, 64, 3, 3)]
     assert [conv.stride for conv in convs] == [(4, 4), (2, 2), (1, 1)]
-    for layer, gain in [*((conv, math.sqrt(2)) for conv in convs), (agent.network[-2], math.sqrt(2)), (agent.actor, 0.01), (agent.critic, 1.0)]:
+    for layer, gain in [
+        *((conv, math.sqrt(2)) for conv in convs),
+        (agent.network[-2], math.sqrt(2)),
+        (agent.actor, 0.01),
+        (agent.critic, 1.0),
+    ]:
         weight = layer.weight.reshape(layer.weight.shape[0], -1)  # orthogonal rows with norm `gain`
-        torch.testing.assert_close(weight @ weight.T, gain**2 * torch.eye(weight.shape[0]), atol=1e-5 * max(1.0, gain**2), rtol=0)
+        torch.testing.assert_close(
+            weight @ weight.T, gain**2 * torch.eye(weight.shape[0]), atol=1e-5 * max(1.0, gain**2), rtol=0
+        )
         assert (layer.bias == 0).all()
 
 
@@ -238,7 +260,11 @@ def test_bfloat16_trunk_agrees_with_float32():
     def loss_and_grad(agent, frames):
         _, logprob, entropy, value, _ = agent.get_action_and_value(frames, actions)
         agent.zero_grad()
-        loss = ppo_atari.clipped_surrogate_loss((logprob - logprob.detach()).exp(), advantages, 0.1) + 0.5 * ((value - returns) ** 2).mean() - 0.01 * entropy.mean()
+        loss = (
+            ppo_atari.clipped_surrogate_loss((logprob - logprob.detach()).exp(), advantages, 0.1)
+            + 0.5 * ((value - returns) ** 2).mean()
+            - 0.01 * entropy.mean()
+        )
         loss.backward()
         return logprob.detach(), value.detach(), torch.cat([p.grad.flatten() for p in agent.parameters()])
 
@@ -250,15 +276,20 @@ def test_bfloat16_trunk_agrees_with_float32():
     assert (value16 - value32).abs().max() < 0.02 * value32.abs().max()
     assert torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.99  # measured 0.9993
     with torch.inference_mode():
-        per_rollout_step = torch.cat([agent16.get_action(frames[i : i + 8], actions[i : i + 8])[1] for i in range(0, 64, 8)])
+        per_rollout_step = torch.cat(
+            [agent16.get_action(frames[i : i + 8], actions[i : i + 8])[1] for i in range(0, 64, 8)]
+        )
         per_minibatch = agent16.get_action(frames, actions)[1]
-    assert (per_rollout_step - per_minibatch).abs().max() < 1e-3  # ratio 1 +- 0.1% before the first step (measured 1e-6)
+    assert (
+        per_rollout_step - per_minibatch
+    ).abs().max() < 1e-3  # ratio 1 +- 0.1% before the first step (measured 1e-6)
 
 
 def test_rollout_copy_computes_the_same_bits():
     """for_rollout() under bf16 is a copy of the agent with its trunk cast to bfloat16: on real frames it samples the
     same actions (same noise) and returns the same log-probs, values and distributions, bit for bit, as the agent
-    under autocast; an update of the agent reaches it through load_state_dict, still in bfloat16; float32 acts itself."""
+    under autocast; an update of the agent reaches it through load_state_dict, still in bfloat16; float32 acts
+    itself."""
     torch.manual_seed(0)
     agent = ppo_atari.Agent(num_actions=4, bf16=True)
     with torch.no_grad():
@@ -316,7 +347,11 @@ def test_precision_auto_follows_the_hardware():
 
 def test_evaluation_reports_full_game_raw_scores(raw_frame_rewards):
     torch.manual_seed(0)
-    payload = {"env_id": ASTERIX, "args": {"repeat_action_probability": None}, "model": ppo_atari.Agent(num_actions=9).state_dict()}
+    payload = {
+        "env_id": ASTERIX,
+        "args": {"repeat_action_probability": None},
+        "model": ppo_atari.Agent(num_actions=9).state_dict(),
+    }
     returns = ppo_atari.evaluate(payload, 1, False, 0, torch.device("cpu"))
     # one game of three lives, raw score (50 points a treasure); the reset of the next game adds no-op frames only
     assert len(returns) == 1 and returns[0] == sum(raw_frame_rewards) > max(raw_frame_rewards) > 1
@@ -333,8 +368,15 @@ def twin_runs(tmp_path_factory):
     that records a video and logs to W&B offline, and run a again with the envs in worker processes (d)."""
     out = tmp_path_factory.mktemp("runs")
     results = {}
-    for name, seed, extra in (("a", "7", ("--save-model", "--eval-episodes", "2")), ("b", "7", ("--save-model", "--eval-episodes", "2")), ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track")), ("d", "7", ("--async-envs",))):
-        results[name] = run_script(SCRIPT, *TINY, "--seed", seed, *extra, "--output-dir", str(out), "--run-name", name, cwd=out)
+    for name, seed, extra in (
+        ("a", "7", ("--save-model", "--eval-episodes", "2")),
+        ("b", "7", ("--save-model", "--eval-episodes", "2")),
+        ("c", "8", ("--total-timesteps", "128", "--capture-video", "--track")),
+        ("d", "7", ("--async-envs",)),
+    ):
+        results[name] = run_script(
+            SCRIPT, *TINY, "--seed", seed, *extra, "--output-dir", str(out), "--run-name", name, cwd=out
+        )
         assert results[name].returncode == 0, results[name].stderr
     return out, results
 
@@ -388,7 +430,16 @@ def test_save_and_evaluate(twin_runs):
     out, results = twin_runs
     assert "evaluation: mean return" in results["a"].stdout
     assert len(read_scalars(out / "a")["eval/episodic_return"]) == 2
-    evaluation = run_script(SCRIPT, "--eval-checkpoint", str(out / "a"), "--eval-episodes", "1", "--eval-deterministic", "--torch-threads", "1")
+    evaluation = run_script(
+        SCRIPT,
+        "--eval-checkpoint",
+        str(out / "a"),
+        "--eval-episodes",
+        "1",
+        "--eval-deterministic",
+        "--torch-threads",
+        "1",
+    )
     assert evaluation.returncode == 0, evaluation.stderr
     assert f"{BREAKOUT}: mean return" in evaluation.stdout and "over 1 episodes (greedy actions)" in evaluation.stdout
     payload = ppo_atari.load_model(str(out / "a"))

@@ -18,7 +18,20 @@ from tests.conftest import ARGUMENT_CHECKS, EXPECTED_KEYS, assert_usage_error, r
 from tests.probe_envs import expected_values
 
 SCRIPT = "ppo_continuous.py"
-TINY = ("--total-timesteps", "1024", "--num-envs", "2", "--num-steps", "64", "--num-minibatches", "4", "--update-epochs", "2", "--progress-interval", "0")
+TINY = (
+    "--total-timesteps",
+    "1024",
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "64",
+    "--num-minibatches",
+    "4",
+    "--update-epochs",
+    "2",
+    "--progress-interval",
+    "0",
+)
 
 
 # ---------------------------------------------------------------- numerics
@@ -43,7 +56,9 @@ def test_gaussian_logprob_and_entropy_match_torch_normal():
     torch.testing.assert_close(dist[:, 1], reference.scale.log().expand(8, 3))
     torch.testing.assert_close(logprob, reference.log_prob(actions).sum(-1))  # summed over action dimensions
     torch.testing.assert_close(entropy, reference.entropy().sum(-1))
-    closed_form = (0.5 * math.log(2 * math.pi * math.e) + agent.actor_logstd).sum().expand(8)  # sum of log(sigma sqrt(2 pi e))
+    closed_form = (
+        (0.5 * math.log(2 * math.pi * math.e) + agent.actor_logstd).sum().expand(8)
+    )  # sum of log(sigma sqrt(2 pi e))
     torch.testing.assert_close(entropy, closed_form)
     torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
     mean_action, _, _, _, _ = agent.get_action_and_value(obs, deterministic=True)
@@ -75,7 +90,9 @@ def test_sampled_actions_follow_the_policy():
 def test_running_mean_std_matches_numpy_on_the_concatenated_data():
     rng = np.random.default_rng(0)
     rms = ppo_continuous.RunningMeanStd((3,))
-    np.testing.assert_allclose(rms.normalize(np.array([[1.0, -2.0, 3.0]]), 10.0), [[1.0, -2.0, 3.0]])  # identity before any data
+    np.testing.assert_allclose(
+        rms.normalize(np.array([[1.0, -2.0, 3.0]]), 10.0), [[1.0, -2.0, 3.0]]
+    )  # identity before any data
     batches = [rng.normal(5.0, 3.0, size=(size, 3)) * [1, 10, 0.1] for size in (1, 1, 7, 64, 1, 300, 2)]
     for batch in batches:
         rms.update(batch)
@@ -84,9 +101,15 @@ def test_running_mean_std_matches_numpy_on_the_concatenated_data():
     np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-10)
     assert rms.count == len(data)
     x = rng.normal(size=(4, 3)) * 100
-    np.testing.assert_allclose(rms.normalize(x, 10.0), np.clip((x - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), -10, 10))
+    np.testing.assert_allclose(
+        rms.normalize(x, 10.0), np.clip((x - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), -10, 10)
+    )
     restored = ppo_continuous.RunningMeanStd.from_state_dict(rms.state_dict())
-    assert np.array_equal(restored.mean, rms.mean) and np.array_equal(restored.var, rms.var) and restored.count == rms.count
+    assert (
+        np.array_equal(restored.mean, rms.mean)
+        and np.array_equal(restored.var, rms.var)
+        and restored.count == rms.count
+    )
 
 
 def test_reward_scaling_matches_a_direct_computation():
@@ -127,7 +150,9 @@ class RecordingEnv(gym.Env):
 
     def __init__(self):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(np.array([-0.1, -0.2], dtype=np.float32), np.array([0.1, 0.3], dtype=np.float32))
+        self.action_space = gym.spaces.Box(
+            np.array([-0.1, -0.2], dtype=np.float32), np.array([0.1, 0.3], dtype=np.float32)
+        )
         self.t = 0
 
     def reset(self, *, seed=None, options=None):
@@ -170,9 +195,20 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
     monkeypatch.setattr(ppo_continuous.Agent, "get_action", recording_score)
     RecordingEnv.received, RecordingEnv.shown = [], []
     args = ppo_continuous.Args(
-        env_id="RecordingBox-v0", total_timesteps=256, num_envs=1, num_steps=128, num_minibatches=1, update_epochs=1,
-        norm_obs=normalize, norm_reward=normalize, save_model=True, eval_episodes=1, output_dir=str(tmp_path), run_name="run", progress_interval=0,
-    )  # fmt: skip
+        env_id="RecordingBox-v0",
+        total_timesteps=256,
+        num_envs=1,
+        num_steps=128,
+        num_minibatches=1,
+        update_epochs=1,
+        norm_obs=normalize,
+        norm_reward=normalize,
+        save_model=True,
+        eval_episodes=1,
+        output_dir=str(tmp_path),
+        run_name="run",
+        progress_interval=0,
+    )
     ppo_continuous.main(args)
 
     training_samples = torch.cat(sampled[:256]).double().numpy()  # later samples are the evaluation's
@@ -186,7 +222,9 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
     for iteration in range(2):
         batch = training_samples[128 * iteration : 128 * (iteration + 1)]
         update = scored_actions[128 * iteration : 128 * (iteration + 1)]
-        np.testing.assert_array_equal(np.sort(update, axis=0), np.sort(batch, axis=0).astype(np.float32).astype(np.float64))
+        np.testing.assert_array_equal(
+            np.sort(update, axis=0), np.sort(batch, axis=0).astype(np.float32).astype(np.float64)
+        )
     scalars = read_scalars(tmp_path / "run")
     assert [value for _, value in scalars["losses/approx_kl"]] == [0.0, 0.0]
     assert [value for _, value in scalars["losses/clipfrac"]] == [0.0, 0.0]
@@ -206,16 +244,43 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.mark.parametrize("env_name, terminate", [("LoopTruncatedContinuous-v0", False), ("LoopTerminatedContinuous-v0", True)])
+@pytest.mark.parametrize(
+    "env_name, terminate", [("LoopTruncatedContinuous-v0", False), ("LoopTerminatedContinuous-v0", True)]
+)
 def test_truncation_bootstraps_from_the_normalized_final_observation(tmp_path, env_name, terminate):
     """The probe env's observations lie at 20..25, far from what the critic was trained on once normalized:
     the bootstrap value of a truncated episode is right only if its final observation is normalized too."""
     gamma, lam = 0.5, 0.95
     result = run_script(
-        SCRIPT, "--env-id", f"tests.probe_envs:{env_name}", "--gamma", str(gamma), "--gae-lambda", str(lam), "--norm-obs", "--no-norm-reward",
-        "--total-timesteps", "8192", "--num-envs", "4", "--num-steps", "32", "--num-minibatches", "4", "--update-epochs", "4",
-        "--learning-rate", "3e-3", "--save-model", "--eval-episodes", "1", "--output-dir", str(tmp_path), "--run-name", "probe",
-    )  # fmt: skip
+        SCRIPT,
+        "--env-id",
+        f"tests.probe_envs:{env_name}",
+        "--gamma",
+        str(gamma),
+        "--gae-lambda",
+        str(lam),
+        "--norm-obs",
+        "--no-norm-reward",
+        "--total-timesteps",
+        "8192",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "32",
+        "--num-minibatches",
+        "4",
+        "--update-epochs",
+        "4",
+        "--learning-rate",
+        "3e-3",
+        "--save-model",
+        "--eval-episodes",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "probe",
+    )
     assert result.returncode == 0, result.stderr
     payload = ppo_continuous.load_model(str(tmp_path / "probe"))
     agent = ppo_continuous.Agent(2, 1)
@@ -244,7 +309,10 @@ def test_tensorboard_events_hold_every_key(tmp_path):
     # the default objective, clip: epsilon and beta stay at their arguments' values
     assert [value for _, value in scalars["charts/clip_coef"]] == pytest.approx([0.2] * 8)
     assert [value for _, value in scalars["charts/kl_beta"]] == [1.0] * 8
-    assert all(value >= 0 for _, value in scalars["losses/exact_kl"]) and max(value for _, value in scalars["losses/exact_kl"]) > 0
+    assert (
+        all(value >= 0 for _, value in scalars["losses/exact_kl"])
+        and max(value for _, value in scalars["losses/exact_kl"]) > 0
+    )
     learning_rates = [value for _, value in scalars["charts/learning_rate"]]
     assert learning_rates[0] == pytest.approx(3e-4) and learning_rates[-1] == pytest.approx(3e-4 / 8)
     # Entropy of the initial unit Gaussian in Pendulum's one action dimension, log(sqrt(2 pi e)) = 1.419
@@ -256,7 +324,10 @@ def test_tensorboard_events_hold_every_key(tmp_path):
 
 
 def test_same_seed_same_run(tmp_path):
-    runs = [run_script(SCRIPT, *TINY, "--seed", "7", "--output-dir", str(tmp_path), "--run-name", name) for name in ("a", "b")]
+    runs = [
+        run_script(SCRIPT, *TINY, "--seed", "7", "--output-dir", str(tmp_path), "--run-name", name)
+        for name in ("a", "b")
+    ]
     assert all(result.returncode == 0 for result in runs), [result.stderr for result in runs]
     first, second = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
     first.pop("charts/SPS"), second.pop("charts/SPS")
@@ -290,7 +361,9 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 
 
 def test_save_and_evaluate_with_the_frozen_normalization_statistics(tmp_path):
-    result = run_script(SCRIPT, *TINY, "--save-model", "--eval-episodes", "2", "--output-dir", str(tmp_path), "--run-name", "run")
+    result = run_script(
+        SCRIPT, *TINY, "--save-model", "--eval-episodes", "2", "--output-dir", str(tmp_path), "--run-name", "run"
+    )
     assert result.returncode == 0, result.stderr
     model = tmp_path / "run" / "model.pt"
     assert model.is_file() and "evaluation: mean return" in result.stdout
@@ -311,7 +384,9 @@ def test_save_and_evaluate_with_the_frozen_normalization_statistics(tmp_path):
         sampled.append(ppo_continuous.evaluate(payload, 2, False, 123, torch.device("cpu")))
     assert sampled[0] == sampled[1] != returns  # and they are sampled: not the greedy returns
     for key, value in saved.items():  # evaluation neither updates nor replaces the saved statistics
-        assert torch.equal(payload["obs_rms"][key], value) if torch.is_tensor(value) else payload["obs_rms"][key] == value
+        assert (
+            torch.equal(payload["obs_rms"][key], value) if torch.is_tensor(value) else payload["obs_rms"][key] == value
+        )
     fresh = dict(payload, obs_rms=ppo_continuous.RunningMeanStd((3,)).state_dict())
     assert ppo_continuous.evaluate(fresh, 2, True, 123, torch.device("cpu")) != returns  # the statistics are used
 
@@ -323,11 +398,15 @@ def test_save_and_evaluate_with_the_frozen_normalization_statistics(tmp_path):
     payload["script"] = "ppo_discrete"
     torch.save(payload, tmp_path / "foreign.pt")
     bad = run_script(SCRIPT, "--eval-checkpoint", str(tmp_path / "foreign.pt"))
-    assert bad.returncode == 2 and "written by ppo_discrete.py" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert (
+        bad.returncode == 2 and "written by ppo_discrete.py" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    ), bad.stderr
 
 
 def test_wandb_offline_and_pendulum_video(tmp_path):
-    result = run_script(SCRIPT, *TINY, "--track", "--capture-video", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path)
+    result = run_script(
+        SCRIPT, *TINY, "--track", "--capture-video", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     offline_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
@@ -338,9 +417,25 @@ def test_wandb_offline_and_pendulum_video(tmp_path):
 def test_mujoco_runs_and_records_video_headless(tmp_path):
     """MuJoCo v5 through gymnasium, rendered off-screen with MUJOCO_GL=egl (set by run_script)."""
     result = run_script(
-        SCRIPT, "--env-id", "Reacher-v5", "--total-timesteps", "256", "--num-steps", "128", "--num-minibatches", "4",
-        "--capture-video", "--save-model", "--eval-episodes", "1", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path,
-    )  # fmt: skip
+        SCRIPT,
+        "--env-id",
+        "Reacher-v5",
+        "--total-timesteps",
+        "256",
+        "--num-steps",
+        "128",
+        "--num-minibatches",
+        "4",
+        "--capture-video",
+        "--save-model",
+        "--eval-episodes",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lengths = [value for _, value in read_scalars(tmp_path / "run")["charts/episodic_length"]]
     assert lengths == [50] * 5  # Reacher: truncated at 50 steps
@@ -353,9 +448,21 @@ def test_pendulum_learns(tmp_path):
     default batch of 2048 steps, collected by 4 envs (cheaper per step than 1), without learning-rate
     annealing so that the short run learns at the pace of a long one: the last 20 episodes score about -720."""
     result = run_script(
-        SCRIPT, "--seed", "1", "--total-timesteps", "61440", "--num-envs", "4", "--num-steps", "512", "--no-anneal-lr",
-        "--output-dir", str(tmp_path), "--run-name", "run",
-    )  # fmt: skip
+        SCRIPT,
+        "--seed",
+        "1",
+        "--total-timesteps",
+        "61440",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "512",
+        "--no-anneal-lr",
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "run",
+    )
     assert result.returncode == 0, result.stderr
     returns = [value for _, value in read_scalars(tmp_path / "run")["charts/episodic_return"]]
     assert np.mean(returns[:10]) < -1000

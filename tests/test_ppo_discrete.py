@@ -55,9 +55,17 @@ def test_gae_matches_brute_force_sum(seed):
     next_value = rng.normal(size=num_envs)
     assert terminated.any() and truncated.any()
 
-    as_tensor = lambda array: torch.as_tensor(array, dtype=torch.float64)
+    def as_tensor(array):
+        return torch.as_tensor(array, dtype=torch.float64)
+
     advantages, returns = ppo_discrete.compute_gae(
-        as_tensor(rewards), as_tensor(values), torch.as_tensor(terminated | truncated), as_tensor(final_values), as_tensor(next_value), gamma, lam
+        as_tensor(rewards),
+        as_tensor(values),
+        torch.as_tensor(terminated | truncated),
+        as_tensor(final_values),
+        as_tensor(next_value),
+        gamma,
+        lam,
     )
     expected = brute_force_gae(rewards, values, terminated, truncated, final_values, next_value, gamma, lam)
     np.testing.assert_allclose(advantages.numpy(), expected, rtol=1e-10, atol=1e-10)
@@ -71,7 +79,9 @@ def test_gae_lambda_one_is_the_discounted_return():
     values = torch.tensor([[0.5], [-1.0], [2.0], [7.0]], dtype=torch.float64)
     dones = torch.tensor([[False], [False], [False], [True]])
     final_values = torch.tensor([[0.0], [0.0], [0.0], [10.0]], dtype=torch.float64)
-    _, returns = ppo_discrete.compute_gae(rewards, values, dones, final_values, torch.tensor([99.0], dtype=torch.float64), 0.9, 1.0)
+    _, returns = ppo_discrete.compute_gae(
+        rewards, values, dones, final_values, torch.tensor([99.0], dtype=torch.float64), 0.9, 1.0
+    )
     expected = 1 + 0.9 * 2 + 0.81 * 3 + 0.729 * 4 + 0.6561 * 10
     assert returns[0, 0].item() == pytest.approx(expected)
 
@@ -111,7 +121,9 @@ def test_value_loss_clipping():
     # clipped predictions: 0.1, 0.2, -0.2 -> squared errors max((new-R)^2, (clipped-R)^2)
     expected = 0.5 * np.mean([max(0.81, 0.81), max(0.25, 0.64), max(2.25, 1.44)])
     assert ppo_discrete.value_loss(new, old, returns, 0.2, True).item() == pytest.approx(expected)
-    assert ppo_discrete.value_loss(new, old, returns, 0.2, False).item() == pytest.approx(0.5 * np.mean([0.81, 0.25, 2.25]))
+    assert ppo_discrete.value_loss(new, old, returns, 0.2, False).item() == pytest.approx(
+        0.5 * np.mean([0.81, 0.25, 2.25])
+    )
 
 
 def test_kl_estimators_against_exact_categorical_kl():
@@ -176,10 +188,27 @@ def test_truncation_bootstraps_from_the_final_observation(tmp_path, env_name, te
     truncation treated as termination, and a reset step stored as a fake transition."""
     gamma, lam = 0.5, 0.95
     result = run_script(
-        SCRIPT, "--env-id", f"tests.probe_envs:{env_name}", "--gamma", str(gamma), "--gae-lambda", str(lam),
-        "--total-timesteps", "16384", "--num-steps", "32", "--learning-rate", "3e-3", "--save-model", "--eval-episodes", "1",
-        "--output-dir", str(tmp_path), "--run-name", "probe",
-    )  # fmt: skip
+        SCRIPT,
+        "--env-id",
+        f"tests.probe_envs:{env_name}",
+        "--gamma",
+        str(gamma),
+        "--gae-lambda",
+        str(lam),
+        "--total-timesteps",
+        "16384",
+        "--num-steps",
+        "32",
+        "--learning-rate",
+        "3e-3",
+        "--save-model",
+        "--eval-episodes",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "probe",
+    )
     assert result.returncode == 0, result.stderr
     payload = ppo_discrete.load_model(str(tmp_path / "probe"))
     agent = ppo_discrete.Agent(2, 2)
@@ -206,23 +235,32 @@ def test_tensorboard_events_hold_every_key(tmp_path):
     # the default objective, clip: epsilon and beta stay at their arguments' values
     assert [value for _, value in scalars["charts/clip_coef"]] == pytest.approx([0.2] * 8)
     assert [value for _, value in scalars["charts/kl_beta"]] == [1.0] * 8
-    assert all(value >= 0 for _, value in scalars["losses/exact_kl"]) and max(value for _, value in scalars["losses/exact_kl"]) > 0
+    assert (
+        all(value >= 0 for _, value in scalars["losses/exact_kl"])
+        and max(value for _, value in scalars["losses/exact_kl"]) > 0
+    )
     learning_rates = [value for _, value in scalars["charts/learning_rate"]]
     assert learning_rates[0] == pytest.approx(2.5e-4) and learning_rates == sorted(learning_rates, reverse=True)
     assert learning_rates[-1] == pytest.approx(2.5e-4 / 8)  # linear annealing: the last update uses 1/N of it
-    assert all(value >= 0 for _, value in scalars["losses/clipfrac"]) and all(value > 0 for _, value in scalars["losses/entropy"])
+    assert all(value >= 0 for _, value in scalars["losses/clipfrac"]) and all(
+        value > 0 for _, value in scalars["losses/entropy"]
+    )
     returns = [value for _, value in scalars["charts/episodic_return"]]
     lengths = [value for _, value in scalars["charts/episodic_length"]]
     assert len(returns) >= 10 and returns == lengths  # CartPole: +1 per step
 
 
 def test_same_seed_same_run(tmp_path):
-    runs = [run_script(SCRIPT, *TINY, "--seed", "7", "--output-dir", str(tmp_path), "--run-name", name) for name in ("a", "b")]
+    runs = [
+        run_script(SCRIPT, *TINY, "--seed", "7", "--output-dir", str(tmp_path), "--run-name", name)
+        for name in ("a", "b")
+    ]
     assert all(result.returncode == 0 for result in runs), [result.stderr for result in runs]
     first, second = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
     first.pop("charts/SPS"), second.pop("charts/SPS")
     assert first == second
     other = run_script(SCRIPT, *TINY, "--seed", "8", "--output-dir", str(tmp_path), "--run-name", "c")
+    assert other.returncode == 0, other.stderr
     assert read_scalars(tmp_path / "c")["losses/value_loss"] != first["losses/value_loss"]
 
 
@@ -249,7 +287,9 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 
 
 def test_save_evaluate_and_foreign_checkpoints(tmp_path):
-    result = run_script(SCRIPT, *TINY, "--save-model", "--eval-episodes", "3", "--output-dir", str(tmp_path), "--run-name", "run")
+    result = run_script(
+        SCRIPT, *TINY, "--save-model", "--eval-episodes", "3", "--output-dir", str(tmp_path), "--run-name", "run"
+    )
     assert result.returncode == 0, result.stderr
     model = tmp_path / "run" / "model.pt"
     assert model.is_file() and "evaluation: mean return" in result.stdout
@@ -270,13 +310,19 @@ def test_save_evaluate_and_foreign_checkpoints(tmp_path):
     torch.save(payload, tmp_path / "foreign.pt")
     (tmp_path / "corrupt.pt").write_bytes(model.read_bytes()[:200])
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    for path, message in (("foreign.pt", "written by ppo_continuous.py"), ("corrupt.pt", "cannot read checkpoint"), ("other.pt", "not a checkpoint of this project")):
+    for path, message in (
+        ("foreign.pt", "written by ppo_continuous.py"),
+        ("corrupt.pt", "cannot read checkpoint"),
+        ("other.pt", "not a checkpoint of this project"),
+    ):
         bad = run_script(SCRIPT, "--eval-checkpoint", str(tmp_path / path))
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 def test_wandb_offline_and_video(tmp_path):
-    result = run_script(SCRIPT, *TINY, "--track", "--capture-video", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path)
+    result = run_script(
+        SCRIPT, *TINY, "--track", "--capture-video", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     offline_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
@@ -286,7 +332,9 @@ def test_wandb_offline_and_video(tmp_path):
 
 def test_cartpole_learns(tmp_path):
     """A fixed seed and budget: random play scores about 22, a learned policy several hundred."""
-    result = run_script(SCRIPT, "--seed", "1", "--total-timesteps", "100000", "--output-dir", str(tmp_path), "--run-name", "run")
+    result = run_script(
+        SCRIPT, "--seed", "1", "--total-timesteps", "100000", "--output-dir", str(tmp_path), "--run-name", "run"
+    )
     assert result.returncode == 0, result.stderr
     returns = [value for _, value in read_scalars(tmp_path / "run")["charts/episodic_return"]]
     assert np.mean(returns[-20:]) >= 150

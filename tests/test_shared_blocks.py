@@ -32,7 +32,11 @@ BANNER = re.compile(r"^\s*#\s*-{3,}\s*(.+?)\s*-{3,}\s*$")
 def top_level_blocks(source: str) -> dict:
     """{name: source text} of the module's top-level functions and classes."""
     tree = ast.parse(source)
-    return {node.name: ast.get_source_segment(source, node) for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    return {
+        node.name: ast.get_source_segment(source, node)
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    }
 
 
 def main_sections(source: str) -> dict:
@@ -56,7 +60,11 @@ def args_fields(source: str) -> list:
     fields = []
     for statement, following in zip(args.body, args.body[1:] + [None]):
         if isinstance(statement, ast.AnnAssign):
-            docstring = following.value.value if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) else None
+            docstring = (
+                following.value.value
+                if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                else None
+            )
             fields.append((statement.target.id, docstring))
     return fields
 
@@ -110,7 +118,9 @@ def test_the_checker_sees_drift():
     """The comparison itself can fail: a one-character change in a shared function or section is caught."""
     reference = (REPO / "ppo_discrete.py").read_text()
     assert drift(reference, reference, "ppo_continuous.py") == []
-    changed_function = reference.replace("lastgaelam = deltas[t] + decay[t] * lastgaelam", "lastgaelam = deltas[t] + decay[t] * lastgaelam * 1")
+    changed_function = reference.replace(
+        "lastgaelam = deltas[t] + decay[t] * lastgaelam", "lastgaelam = deltas[t] + decay[t] * lastgaelam * 1"
+    )
     assert drift(reference, changed_function, "ppo_continuous.py") == ["compute_gae differs"]
     changed_section = reference.replace("loss.backward()", "loss.backward()  # changed")
     assert drift(reference, changed_section, "ppo_continuous.py") == ["main() section 'Update' differs"]
@@ -126,4 +136,17 @@ def test_the_checker_sees_drift():
 
 def test_main_sections_cover_the_algorithm():
     sections = main_sections((REPO / "ppo_discrete.py").read_text())
-    assert list(sections) == ["Setup", "Seeding", "Environments", "Storage", "Resume", "Tracking", "Rollout", "Advantages", "Update", "Logging", "Checkpoint", "Finish"]
+    assert list(sections) == [
+        "Setup",
+        "Seeding",
+        "Environments",
+        "Storage",
+        "Resume",
+        "Tracking",
+        "Rollout",
+        "Advantages",
+        "Update",
+        "Logging",
+        "Checkpoint",
+        "Finish",
+    ]

@@ -57,7 +57,9 @@ def make_env(env_id: str, atari: bool) -> gym.Env:
 
     gym.register_envs(ale_py)
     env = gym.make(env_id, frameskip=1)
-    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True)
+    env = gym.wrappers.AtariPreprocessing(
+        env, noop_max=30, frame_skip=4, screen_size=84, terminal_on_life_loss=False, grayscale_obs=True
+    )
     env = gym.wrappers.RecordEpisodeStatistics(env)
     env = gym.wrappers.TransformReward(env, np.sign)
     return gym.wrappers.FrameStackObservation(env, 4)
@@ -71,7 +73,11 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2)) -> nn.Module:
 
 def mlp(in_dim: int, out_dim: int, out_std: float) -> nn.Sequential:
     return nn.Sequential(
-        layer_init(nn.Linear(in_dim, 64)), nn.Tanh(), layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, out_dim), out_std)
+        layer_init(nn.Linear(in_dim, 64)),
+        nn.Tanh(),
+        layer_init(nn.Linear(64, 64)),
+        nn.Tanh(),
+        layer_init(nn.Linear(64, out_dim), out_std),
     )
 
 
@@ -198,10 +204,14 @@ def main() -> None:
                     clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean().item()
                 mb_adv = b_advantages[mb_inds]
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(-mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                pg_loss = torch.max(
+                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                ).mean()
                 newvalue = newvalue.view(-1)
                 v_unclipped = (newvalue - b_returns[mb_inds]) ** 2
-                v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef)
+                v_clipped = b_values[mb_inds] + torch.clamp(
+                    newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef
+                )
                 v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[mb_inds]) ** 2).mean()
                 entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
@@ -213,7 +223,10 @@ def main() -> None:
 
     elapsed = time.time() - start
     recent = np.mean(returns_seen[-100:]) if returns_seen else float("nan")
-    print(f"done: {global_step} steps in {elapsed:.1f}s ({global_step / elapsed:.0f} SPS) | return over the last 100 episodes {recent:.2f}")
+    print(
+        f"done: {global_step} steps in {elapsed:.1f}s ({global_step / elapsed:.0f} SPS) "
+        f"| return over the last 100 episodes {recent:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ attempt: the next attempt resumes it if it holds a checkpoint.pt, else moves it 
 """
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -54,10 +53,6 @@ class RunResult:
     def run_wall_time_s(self) -> Optional[float]:
         """The run's wall time: this attempt's, or for a resumed run the sum over its attempts (None if unknown)."""
         return self.wall_time_total_s if self.resumed else self.wall_time_s
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_result(layout: SweepLayout, result: RunResult) -> None:
