@@ -1,4 +1,17 @@
-"""Shared helpers: run a script as a user would (a subprocess) and read back its TensorBoard events."""
+"""Shared helpers: run a script as a user would (a subprocess) and read back its TensorBoard events.
+
+Where each feature is tested:
+    GAE, clipped/unclipped/KL-penalty objectives, KL estimators, value clipping,
+      explained variance, the categorical policy ...................... test_ppo_discrete.py (the shared functions)
+    the four policy objectives and adaptive beta/epsilon, per script ... test_objectives.py
+    Gaussian policy, observation/reward normalization, MuJoCo, video ... test_ppo_continuous.py
+    Atari wrappers, Nature CNN, bfloat16, async envs ................... test_ppo_atari.py
+    one flat parameter tensor for Adam and clipping .................... test_flat_parameters.py
+    checkpoints, exact resume, signals, NaN guard, faulty checkpoints .. test_checkpoints.py
+    bad input: one line, exit 2, nothing written ....................... test_bad_input.py (and each script's file)
+    shared blocks line-identical; PPO above main(), line budgets ....... test_shared_blocks.py, test_layout.py
+    benchmark/: sweeps (local, Slurm), resume, reports, throughput ..... test_benchmark_*.py
+"""
 
 import os
 import subprocess
