@@ -665,8 +665,8 @@ def check_args(args: Args) -> None:
             raise UsageError(f"--{option.name.replace('_', '-')} must be a finite number, got {value}")
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads")
     positive += ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "obs_clip", "reward_clip")
-    for name in (name for name in positive if hasattr(args, name)):  # obs_clip, reward_clip: ppo_continuous.py's
-        if getattr(args, name) <= 0:
+    for name in positive:
+        if hasattr(args, name) and getattr(args, name) <= 0:  # hasattr: obs_clip, reward_clip are ppo_continuous.py's
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     for name in ("gamma", "gae_lambda"):
         if not 0.0 <= getattr(args, name) <= 1.0:
@@ -700,8 +700,6 @@ def check_args(args: Args) -> None:
         )
     if args.total_timesteps < batch_size:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {batch_size}")
-    if args.track and args.eval_checkpoint is None:
-        check_wandb_login()
 
 
 def check_wandb_login() -> None:
@@ -733,7 +731,7 @@ def check_env(env_id: str) -> None:
     try:
         env = gym.make(env_id)
     except Exception as error:  # a missing optional dependency, such as box2d or mujoco
-        raise UsageError(f"cannot make {env_id}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+        raise UsageError(f"cannot make {env_id}: {describe(error)}") from None
     action_space, observation_space = env.action_space, env.observation_space
     env.close()
     if isinstance(action_space, gym.spaces.Box):
@@ -760,6 +758,8 @@ def resolve_args(args: Args) -> tuple:
         check_args(args)
     if args.eval_checkpoint is None:
         check_env(args.env_id)
+        if args.track:
+            check_wandb_login()
     return args, checkpoint
 
 
@@ -778,10 +778,8 @@ def resume_args(args: Args, saved: dict) -> Args:
         name, given = option.name, getattr(args, option.name)
         if name in ("resume", "eval_checkpoint"):
             continue
-        if (
-            name not in saved and name in RESUME_MAY_CHANGE
-        ):  # an option newer than the checkpoint that does not change results
-            merged[name] = given
+        if name not in saved and name in RESUME_MAY_CHANGE:
+            merged[name] = given  # an option newer than the checkpoint, one that does not change results
             continue
         if name not in saved:  # written by an older version of the script, before this option existed
             raise UsageError(
@@ -796,8 +794,7 @@ def resume_args(args: Args, saved: dict) -> Args:
             may_change = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
             raise UsageError(
                 f"--{name.replace('_', '-')} {given} differs from the checkpoint's {saved[name]}; "
-                "a resumed run keeps it "
-                f"(what may change: {may_change})"
+                f"a resumed run keeps it (what may change: {may_change})"
             )
     return Args(**merged, resume=args.resume)
 
@@ -843,7 +840,7 @@ def start_tracking(args: Args, run_dir: str, checkpoint: Optional[dict]) -> tupl
         if new_run:
             shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(error, Exception) and not isinstance(error, (UsageError, RunError)):
-            raise RunError(f"cannot start tracking: {type(error).__name__}: {str(error).splitlines()[0]}") from error
+            raise RunError(f"cannot start tracking: {describe(error)}") from error
         raise
     return writer, wandb_id
 
@@ -941,9 +938,8 @@ def save_checkpoint(
     writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
     training["recent_returns"] = list(training["recent_returns"])
     training.update(optimizer=optimizer.state_dict(), rng=rng_state(minibatch_rng), envs=env_state(envs))
-    normalizer_states = {name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}
-    extra = {"global_step": training["global_step"], **normalizer_states, "training": training}
-    write_atomically(os.path.join(run_dir, "checkpoint.pt"), agent, args, extra)
+    extra = {"global_step": training["global_step"], "training": training}
+    write_atomically(os.path.join(run_dir, "checkpoint.pt"), agent, args, normalizers, extra)
     stop.last_checkpoint = training["iteration"]
 
 
@@ -951,8 +947,7 @@ def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writ
     """Write {run_dir}/model.pt (the agent, its options and the running statistics it was trained with), load it back
     as --eval-checkpoint would, and log its evaluation returns under eval/episodic_return."""
     model_path = os.path.join(run_dir, "model.pt")
-    normalizer_states = {name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}
-    write_atomically(model_path, agent, args, {"global_step": global_step, **normalizer_states})
+    write_atomically(model_path, agent, args, normalizers, {"global_step": global_step})
     eval_returns = evaluate(
         load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 1_000_000, device
     )
@@ -964,17 +959,12 @@ def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writ
     )
 
 
-def write_atomically(path: str, agent: nn.Module, args: Args, extra: dict) -> None:
-    """Write the model (and whatever `extra` holds) atomically: a temporary file, then a rename, so a crash or
-    kill -9 during the write leaves the previous file intact, never half a file."""
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "script": SCRIPT,
-        "env_id": args.env_id,
-        "args": asdict(args),
-        "model": agent.state_dict(),
-        **extra,
-    }
+def write_atomically(path: str, agent: nn.Module, args: Args, normalizers: dict, extra: dict) -> None:
+    """Write the model, its options and running statistics (and whatever `extra` holds) atomically: a temporary
+    file, then a rename, so a crash or kill -9 during the write leaves the previous file intact, never half a file."""
+    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args)}
+    payload["model"] = agent.state_dict()
+    payload.update({name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}, **extra)
     tmp_path = f"{path}.tmp"
     try:
         torch.save(payload, tmp_path)
@@ -1023,8 +1013,7 @@ def read_payload(path: str, file_name: str) -> dict:
     except UsageError:
         raise
     except Exception as error:
-        first_line = str(error).splitlines()[0] if str(error) else ""
-        raise UsageError(f"cannot read checkpoint {path}: {type(error).__name__}: {first_line}") from None
+        raise UsageError(f"cannot read checkpoint {path}: {describe(error)}") from None
     if not isinstance(payload, dict) or "script" not in payload or "format" not in payload:
         raise UsageError(f"{path} is not a checkpoint of this project")
     if payload["script"] != SCRIPT:
@@ -1268,13 +1257,8 @@ class Progress:
     after the last iteration."""
 
     def __init__(self, interval: float, num_iterations: int, batch_size: int, start_time: float):
-        self.interval, self.num_iterations, self.batch_size, self.start_time = (
-            interval,
-            num_iterations,
-            batch_size,
-            start_time,
-        )
-        self.last_line = time.time()
+        self.interval, self.num_iterations, self.batch_size = interval, num_iterations, batch_size
+        self.start_time, self.last_line = start_time, time.time()
 
     def report(self, iteration: int, global_step: int, recent_returns: deque) -> None:
         now = time.time()
@@ -1300,6 +1284,12 @@ def print_summary(global_step: int, start_time: float, recent_returns: deque, ru
         f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
         f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}"
     )
+
+
+def describe(error: BaseException) -> str:
+    """ "TypeName: first line of its message", for one-line error reports."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def format_seconds(seconds: float) -> str:

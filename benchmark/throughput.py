@@ -49,58 +49,27 @@ class Preset:
     steps: int = 100_000  # environment steps a run, unless --steps says otherwise
 
 
+# naive_ppo.py at the continuous script's defaults (2048 steps, 32 minibatches, 10 epochs, no entropy bonus)
+CONTINUOUS_REFERENCE = "--continuous --num-envs 1 --num-steps 2048 --num-minibatches 32 --update-epochs 10".split()
+CONTINUOUS_REFERENCE += "--learning-rate 3e-4 --ent-coef 0".split()
+ATARI_REFERENCE = "--atari --num-envs 8 --num-steps 128 --num-minibatches 4 --update-epochs 4".split()
+ATARI_REFERENCE += "--learning-rate 2.5e-4 --clip-coef 0.1 --ent-coef 0.01".split()
+
 PRESETS = {
     "cartpole": Preset("cartpole", "ppo_discrete.py", "CartPole-v1", 4, (), ()),
     "acrobot": Preset(
         "acrobot", "ppo_discrete.py", "Acrobot-v1", 4, ("--env-id", "Acrobot-v1"), ("--env-id", "Acrobot-v1")
     ),
     "pendulum": Preset(
-        "pendulum",
-        "ppo_continuous.py",
-        "Pendulum-v1",
-        1,
-        (),
-        (
-            "--env-id",
-            "Pendulum-v1",
-            "--continuous",
-            "--num-envs",
-            "1",
-            "--num-steps",
-            "2048",
-            "--num-minibatches",
-            "32",
-            "--update-epochs",
-            "10",
-            "--learning-rate",
-            "3e-4",
-            "--ent-coef",
-            "0",
-        ),
-    ),  # fmt: skip
+        "pendulum", "ppo_continuous.py", "Pendulum-v1", 1, (), ("--env-id", "Pendulum-v1", *CONTINUOUS_REFERENCE)
+    ),
     "halfcheetah": Preset(
         "halfcheetah",
         "ppo_continuous.py",
         "HalfCheetah-v5",
         1,
         ("--env-id", "HalfCheetah-v5"),
-        (
-            "--env-id",
-            "HalfCheetah-v5",
-            "--continuous",
-            "--num-envs",
-            "1",
-            "--num-steps",
-            "2048",
-            "--num-minibatches",
-            "32",
-            "--update-epochs",
-            "10",
-            "--learning-rate",
-            "3e-4",
-            "--ent-coef",
-            "0",
-        ),
+        ("--env-id", "HalfCheetah-v5", *CONTINUOUS_REFERENCE),
     ),  # fmt: skip
     "breakout": Preset(
         "breakout",
@@ -108,25 +77,7 @@ PRESETS = {
         "BreakoutNoFrameskip-v4",
         8,
         (),
-        (
-            "--env-id",
-            "BreakoutNoFrameskip-v4",
-            "--atari",
-            "--num-envs",
-            "8",
-            "--num-steps",
-            "128",
-            "--num-minibatches",
-            "4",
-            "--update-epochs",
-            "4",
-            "--learning-rate",
-            "2.5e-4",
-            "--clip-coef",
-            "0.1",
-            "--ent-coef",
-            "0.01",
-        ),
+        ("--env-id", "BreakoutNoFrameskip-v4", *ATARI_REFERENCE),
         threads=2,
         steps=20_480,  # 20 iterations: an Atari run of 100k steps takes several minutes
     ),  # fmt: skip

@@ -2,10 +2,13 @@
 written (no run directory, no events file), in every script."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import assert_usage_error, run_script, script_env
+import ppo_discrete
+from tests.conftest import REPO, assert_usage_error, run_script, script_env
 
 SCRIPTS = ["ppo_discrete.py", "ppo_continuous.py", "ppo_atari.py"]
 # (arguments, what the one line must say): non-finite and out-of-range numbers, a seed numpy refuses, a path as a name
@@ -41,11 +44,6 @@ def test_track_without_a_wandb_login_says_how_to_log_in(script, tmp_path):
     """No W&B credentials (a fresh HOME, no WANDB_API_KEY) and no WANDB_MODE: the run is refused before anything is
     made, with the two ways out, instead of wandb's prompt or traceback after the run directory exists."""
     env = {key: value for key, value in script_env({"HOME": str(tmp_path)}).items() if not key.startswith("WANDB_")}
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
     result = subprocess.run(
         [sys.executable, str(REPO / script), "--track"],
         cwd=tmp_path,
@@ -60,17 +58,21 @@ def test_track_without_a_wandb_login_says_how_to_log_in(script, tmp_path):
 
 def test_a_failed_start_removes_the_run_directory_it_made(tmp_path, monkeypatch):
     """A run that fails while it sets up its tracking (here W&B raising) leaves no empty run directory behind."""
-    import ppo_discrete
 
     class FailingWandb:
         @staticmethod
         def init(**kwargs):
             raise ConnectionError("no route to the W&B server\nsecond line")
 
-    monkeypatch.setitem(__import__("sys").modules, "wandb", FailingWandb)
+    monkeypatch.setitem(sys.modules, "wandb", FailingWandb)
     args = ppo_discrete.Args(track=True, output_dir=str(tmp_path / "runs"), run_name="failed")
     with pytest.raises(
         ppo_discrete.RunError, match="cannot start tracking: ConnectionError: no route to the W&B server$"
     ):
         ppo_discrete.start_tracking(args, str(tmp_path / "runs" / "failed"), None)
     assert not (tmp_path / "runs" / "failed").exists()
+
+
+def test_errors_are_described_by_their_first_line():
+    assert ppo_discrete.describe(OSError("disk full\nmore detail")) == "OSError: disk full"
+    assert ppo_discrete.describe(ValueError()) == "ValueError: "  # an empty message is not an IndexError
