@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from benchmark.events import load_scalars
+from benchmark.tables import markdown_table
 
 TAGS = (
     "losses/approx_kl",
@@ -71,18 +72,18 @@ def parse_groups(specs: Sequence[str]) -> dict[str, list[Path]]:
     return groups
 
 
-def markdown_table(
+def diagnostics_markdown(
     groups: dict[str, list[Path]], tags: Sequence[str], qs: Sequence[float], parts: Sequence[str]
 ) -> str:
     """One row per group, tag and part: the number of runs and of values (iterations), then the percentiles."""
-    header = ["group", "tag", "part", "runs", "values"] + [f"p{q:g}" for q in qs]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    headers = ["group", "tag", "part", "runs", "values"] + [f"p{q:g}" for q in qs]
+    rows = []
     for label, run_dirs in groups.items():
         for part in parts:
             for tag, values in pooled_values(run_dirs, tags, part).items():
                 cells = [label, f"`{tag}`", part, str(len(run_dirs)), str(values.size)]
-                lines.append("| " + " | ".join(cells + [f"{p:.3g}" for p in percentiles(values, qs)]) + " |")
-    return "\n".join(lines)
+                rows.append(cells + [f"{p:.3g}" for p in percentiles(values, qs)])
+    return markdown_table(headers, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     empty = [label for label, run_dirs in groups.items() if not run_dirs]
     if empty:
         parser.error(f"no TensorBoard event files under the directories of {', '.join(empty)}")
-    print(markdown_table(groups, args.tags, args.percentiles, PARTS if args.halves else ("all",)))
+    print(diagnostics_markdown(groups, args.tags, args.percentiles, PARTS if args.halves else ("all",)))
     return 0
 
 
