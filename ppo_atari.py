@@ -1069,10 +1069,10 @@ def load_normalizer_state(normalizer, state: Optional[dict]) -> None:
 
 
 def encode_state(value):
-    """`value` as data a weights_only checkpoint can hold (numbers, strings, tensors, lists, dicts), tagged so
-    decode_state() rebuilds the same types; TypeError for anything else (spaces, functions, handles)."""
+    """`value` as plain data (numbers, strings, numpy arrays, lists, dicts), tagged so decode_state() rebuilds the
+    same types; TypeError for anything else (spaces, functions, handles). env_state() makes the arrays tensors."""
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object:  # first: np.float64 is also a float
-        return {"ndarray": torch.from_numpy(np.array(value)), "scalar": isinstance(value, np.generic)}
+        return {"ndarray": np.array(value), "scalar": isinstance(value, np.generic)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.random.Generator):
@@ -1092,7 +1092,7 @@ def decode_state(data, current=None):
     if not isinstance(data, dict):
         return data
     if "ndarray" in data:
-        array = data["ndarray"].numpy().copy()
+        array = np.array(data["ndarray"])
         return array[()] if data["scalar"] else array
     if "generator" in data:
         if isinstance(current, np.random.Generator):
@@ -1139,11 +1139,11 @@ class ResumableEnv(gym.Wrapper):
                         pass
             if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is layer.unwrapped:
                 ale_state = layer.ale.cloneState(include_rng=True).serialize()
-                fields["ale state"] = torch.frombuffer(bytearray(ale_state), dtype=torch.uint8)
+                fields["ale state"] = np.frombuffer(ale_state, dtype=np.uint8).copy()
             if type(getattr(layer, "data", None)).__name__ == "MjData":
                 arrays = [name for name in dir(layer.data) if not name.startswith("_")]
                 arrays = [name for name in arrays if isinstance(getattr(layer.data, name), np.ndarray)]
-                fields["mujoco data"] = {name: torch.from_numpy(getattr(layer.data, name).copy()) for name in arrays}
+                fields["mujoco data"] = {name: getattr(layer.data, name).copy() for name in arrays}
                 fields["mujoco time"] = layer.data.time
             layers.append(fields)
             if layer is layer.unwrapped:
@@ -1157,12 +1157,12 @@ class ResumableEnv(gym.Wrapper):
         for fields in states[self.idx]:
             for name, data in fields.items():
                 if name == "ale state":
-                    layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.numpy().tobytes()))
+                    layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.tobytes()))
                 elif name == "mujoco data":
                     for array_name, array in data.items():
                         target = getattr(layer.data, array_name)
                         if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed
-                            target[...] = array.numpy()
+                            target[...] = array
                 elif name == "mujoco time":
                     layer.data.time = data
                 else:
@@ -1171,14 +1171,25 @@ class ResumableEnv(gym.Wrapper):
 
 
 def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
-    """The state of every env of the vector env (ResumableEnv.get_state), or None if one cannot be read."""
+    """The state of every env of the vector env (ResumableEnv.get_state), or None if one cannot be read. The envs
+    return numpy arrays, made tensors here: a tensor sent from an AsyncVectorEnv worker goes through torch's shared
+    memory, which can deadlock in a forked worker."""
     states = list(envs.call("get_state"))
-    return None if any(state is None for state in states) else states
+    return None if any(state is None for state in states) else map_arrays(states, torch.from_numpy)
 
 
 def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
     """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
-    envs.call("set_state", states)
+    envs.call("set_state", map_arrays(states, lambda tensor: tensor.numpy()))  # numpy to the workers, as above
+
+
+def map_arrays(data, convert):
+    """`data` (nested dicts, lists and tuples) with convert() applied to each array or tensor in it."""
+    if isinstance(data, dict):
+        return {key: map_arrays(item, convert) for key, item in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(map_arrays(item, convert) for item in data)
+    return convert(data) if isinstance(data, (np.ndarray, torch.Tensor)) else data
 
 
 def seed_everything(seed: int, torch_deterministic: bool) -> None:
