@@ -31,12 +31,11 @@ BANNER = re.compile(r"^\s*#\s*-{3,}\s*(.+?)\s*-{3,}\s*$")
 
 def top_level_blocks(source: str) -> dict:
     """{name: source text} of the module's top-level functions and classes."""
-    tree = ast.parse(source)
-    return {
-        node.name: ast.get_source_segment(source, node)
-        for node in tree.body
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-    }
+    lines = (
+        source.splitlines()
+    )  # top-level blocks start at column 0: whole lines (get_source_segment re-splits per node)
+    nodes = [node for node in ast.parse(source).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    return {node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno]) for node in nodes}
 
 
 def main_sections(source: str) -> dict:
