@@ -192,46 +192,47 @@ class Agent(nn.Module):
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
     """Generalized Advantage Estimation, Eq. 11-12: A_t = sum_l (gamma*lambda)^l delta_{t+l},
-    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (num_steps, num_envs); next_value is V of the
-    observation after the last step, (num_envs,).
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 (the seeds
+    variants put a seed axis first); next_value is V of the observation after the last step, (..., num_envs).
 
     Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
     replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
     (the state had a future), 0 when it terminated. Returns (advantages, returns = advantages + values)."""
     rewards, dones = torch.as_tensor(rewards, device=values.device), torch.as_tensor(dones, device=values.device)
-    next_values = torch.cat((values[1:], next_value.unsqueeze(0)))  # V(s_{t+1}) within the rollout
+    next_values = torch.cat((values[..., 1:, :], next_value.unsqueeze(-2)), dim=-2)  # V(s_{t+1}) within the rollout
     next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
     deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
     decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
     # The backward recursion runs in numpy: its three small ops per step cost about a fifth of torch's
     deltas, decay = deltas.cpu().numpy(), decay.cpu().numpy()
     advantages = np.zeros_like(deltas)
-    lastgaelam = np.zeros_like(deltas[0])
-    for t in reversed(range(len(deltas))):
-        lastgaelam = deltas[t] + decay[t] * lastgaelam
-        advantages[t] = lastgaelam
+    lastgaelam = np.zeros_like(deltas[..., 0, :])
+    for t in reversed(range(deltas.shape[-2])):
+        lastgaelam = deltas[..., t, :] + decay[..., t, :] * lastgaelam
+        advantages[..., t, :] = lastgaelam
     advantages = torch.as_tensor(advantages, device=values.device)
     return advantages, advantages + values
 
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """Clipped surrogate objective L^CLIP, Eq. 7, negated for gradient descent:
-    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]."""
+    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: the
+    seeds variants (ppo_*_seeds.py) get one loss per seed."""
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
-    return -torch.min(unclipped, clipped).mean()
+    return -torch.min(unclipped, clipped).mean(dim=-1)
 
 
 def surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """Unclipped surrogate L^CPI, Eq. 6, negated: -E[r_t A_t], the importance-weighted policy gradient with nothing
     to keep r_t near 1 ("no clipping or penalty" in Table 1)."""
-    return -(ratio * advantages).mean()
+    return -(ratio * advantages).mean(dim=-1)
 
 
 def kl_penalty_loss(ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, kl_beta: float) -> torch.Tensor:
     """KL-penalized surrogate L^KLPEN, Eq. 8, negated: -E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]], with the
     exact KL of each state (`kl`, the same shape as `ratio`)."""
-    return surrogate_loss(ratio, advantages) + kl_beta * kl.mean()
+    return surrogate_loss(ratio, advantages) + kl_beta * kl.mean(dim=-1)
 
 
 def categorical_kl(old_log_probs: torch.Tensor, new_log_probs: torch.Tensor) -> torch.Tensor:
@@ -265,16 +266,16 @@ def value_loss(newvalues, oldvalues, returns, clip_coef: float, clip_vloss: bool
     PPO reference code: max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)."""
     unclipped = (newvalues - returns) ** 2
     if not clip_vloss:
-        return 0.5 * unclipped.mean()
+        return 0.5 * unclipped.mean(dim=-1)
     clipped_values = oldvalues + torch.clamp(newvalues - oldvalues, -clip_coef, clip_coef)
-    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2).mean()
+    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2).mean(dim=-1)
 
 
 def kl_estimators(logratio: torch.Tensor):
     """Sample estimates of KL(pi_old || pi_new) from log(pi_new/pi_old) at actions drawn from pi_old:
     k1 = E[-log r] (unbiased, high variance) and k3 = E[(r - 1) - log r] (unbiased, lower variance, >= 0)."""
     ratio = logratio.exp()
-    return (-logratio).mean(), ((ratio - 1.0) - logratio).mean()
+    return (-logratio).mean(dim=-1), ((ratio - 1.0) - logratio).mean(dim=-1)
 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
@@ -289,7 +290,7 @@ def update_statistics(minibatch_stats: list, minibatch_logratios: list, clip_coe
         per_minibatch = torch.stack([torch.stack(list(stats.values())) for stats in minibatch_stats])
         stat_means = dict(zip(minibatch_stats[0], per_minibatch.mean(dim=0).tolist()))
         logratios = torch.stack(minibatch_logratios)  # (num_updates, minibatch_size): all minibatches alike
-        old_approx_kl, approx_kl = kl_estimators(logratios)
+        old_approx_kl, approx_kl = kl_estimators(logratios.flatten())
         clipfrac = ((logratios.exp() - 1.0).abs() > clip_coef).float().mean()  # against the current epsilon
     stat_means.update(old_approx_kl=old_approx_kl.item(), approx_kl=approx_kl.item(), clipfrac=clipfrac.item())
     return stat_means

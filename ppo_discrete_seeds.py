@@ -1,0 +1,1428 @@
+"""PPO-Clip for discrete actions and vector observations: many seeds trained in one process, batched.
+
+Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347) with the implementation details
+that published results depend on, each named where it happens. Equation numbers refer to the PPO paper.
+ppo_discrete.py with a seed axis (`diff` the two): each seed is that script at that seed (its own weights, env
+seeds, minibatches, gradient clipping, Adam state, beta and epsilon), the seeds' networks stacked and run as
+batched matmuls, so N seeds cost little more than one where torch's per-op cost dominates (small MLPs).
+Each seed writes the run directory ppo_discrete.py would write; the one checkpoint, for all seeds, is in the first.
+
+    python ppo_discrete_seeds.py --env-id CartPole-v1 --seeds 1 2 3 4 5 6 7 8
+    python ppo_discrete_seeds.py --eval-checkpoint runs/<run>/model.pt   # one seed's model (ppo_discrete.py's)
+    python ppo_discrete_seeds.py --checkpoint-every 10      # then, after Ctrl-C, SIGTERM or a crash:
+    python ppo_discrete_seeds.py --resume runs/<first seed's run>     # goes on exactly, every seed
+"""
+
+import dataclasses
+import importlib
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import warnings
+import zipfile
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+SCRIPT = "ppo_discrete_seeds"
+PARENT = "ppo_discrete"  # the single-seed script: each seed's model.pt is one of its models
+
+
+@dataclass
+class Args:
+    # --- Algorithm ---
+    env_id: str = "CartPole-v1"
+    """gymnasium environment id (Discrete actions, flat Box observations)"""
+    total_timesteps: int = 500_000
+    """total environment steps, over all environments"""
+    learning_rate: float = 2.5e-4
+    """Adam learning rate"""
+    num_envs: int = 4
+    """number of parallel environments (N in the paper)"""
+    num_steps: int = 128
+    """steps per environment per rollout (T in the paper)"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over the run"""
+    gamma: float = 0.99
+    """discount factor (gamma)"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 4
+    """minibatches per epoch; the batch N*T is split into this many"""
+    update_epochs: int = 4
+    """epochs over each batch (K in the paper)"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    policy_objective: Literal["clip", "kl-adaptive", "kl-fixed", "none"] = "clip"
+    """policy surrogate (Table 1): clip (Eq. 7); kl-adaptive or kl-fixed (KL penalty, Eq. 8); none (Eq. 6)"""
+    clip_coef: float = 0.2
+    """surrogate clipping coefficient (epsilon in Eq. 7), also the value clipping range (initial if adapted)"""
+    adaptive_clip: bool = False
+    """adapt epsilon to kl_target after each update (update_clip_coef; clip objective only)"""
+    kl_target: float = 0.01
+    """target KL d_targ of kl-adaptive and adaptive_clip (the paper's 0.01); not target_kl, the early stop"""
+    kl_beta: float = 1.0
+    """KL penalty coefficient beta of Eq. 8: constant under kl-fixed, initial under kl-adaptive (the paper's 1)"""
+    clip_vloss: bool = True
+    """clip the value loss around the rollout's value estimates"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient (c2 in Eq. 9)"""
+    vf_coef: float = 0.5
+    """value loss coefficient (c1 in Eq. 9)"""
+    max_grad_norm: float = 0.5
+    """maximum global norm of the gradient"""
+    target_kl: Optional[float] = None
+    """stop the update early once the approximate KL of a minibatch exceeds this (off by default)"""
+    # --- Experiment ---
+    exp_name: str = SCRIPT
+    """name of the experiment, part of the run name"""
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    """the seeds, one independent agent each (each as ppo_discrete.py --seed k: torch, numpy and its envs)"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for small MLPs, and results repeat exactly only at a fixed count"""
+    output_dir: str = "runs"
+    """TensorBoard events, saved model and evaluation results go to {output_dir}/{run_name}"""
+    run_name: Optional[str] = None
+    """run name per seed, {seed} replaced by the seed; default {env_id}__{exp_name}__{seed}__{unix time}"""
+    track: bool = False
+    """log to Weights & Biases (works with WANDB_MODE=offline)"""
+    wandb_project_name: str = "ppo-reference"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team or user)"""
+    capture_video: bool = False
+    """record videos of the first environment to videos/{run_name}"""
+    save_model: bool = False
+    """save the trained agent to {output_dir}/{run_name}/model.pt and evaluate it"""
+    progress_interval: float = 10.0
+    """seconds between progress lines on the console"""
+    # --- Evaluation ---
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved model instead of training"""
+    eval_episodes: int = 10
+    """number of evaluation episodes"""
+    eval_deterministic: bool = False
+    """evaluate with the most likely action (argmax; the mean of a Gaussian) instead of sampling"""
+    # --- Checkpoints ---
+    checkpoint_every: int = 0
+    """write checkpoint.pt in the run directory every this many iterations and at the end (0: only on a signal)"""
+    resume: Optional[str] = None
+    """continue the run of this checkpoint (or run directory) exactly; options left at default: the checkpoint's"""
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str):
+    """A thunk that builds one environment; the episode statistics wrapper reports undiscounted returns."""
+
+    def thunk() -> gym.Env:
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, video_dir)
+        else:
+            env = gym.make(env_id)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        return ResumableEnv(env, idx)  # outermost: checkpoints read and restore the env through it
+
+    return thunk
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std` and constant bias: the initialization of the PPO reference code."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, tanh), orthogonal init."""
+
+    def __init__(self, obs_dim: int, num_actions: int):
+        super().__init__()
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),  # value head gain 1
+        )  # fmt: skip
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, num_actions), std=0.01),  # policy head gain 0.01: near-uniform initial policy
+        )  # fmt: skip
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def sample_action(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """a ~ pi(.|x) (argmax when deterministic): the rollout's per-step call, the actor and the noise alone."""
+        logits = self.actor(x)  # log pi(.|x) up to a constant per row, (batch, num_actions)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        # Gumbel-max: argmax(logits - log E), E ~ Exp(1), is a sample of softmax(logits)
+        return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
+
+    def get_action(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
+        """Returns action, log pi(action|x) and the parameters of pi(.|x), its log-probabilities (batch, num_actions);
+        samples the action (sample_action) when none is given. No critic, no entropy. The categorical
+        distribution is written out: torch.distributions.Categorical costs more than the MLPs."""
+        if action is None:
+            action = self.sample_action(x, deterministic)
+        log_probs = torch.log_softmax(self.actor(x), dim=-1)  # log pi(.|x), (batch, num_actions)
+        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        return action, logprob, log_probs
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
+        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and pi's parameters: what the update needs."""
+        action, logprob, log_probs = self.get_action(x, action, deterministic)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+        return action, logprob, entropy, self.get_value(x), log_probs
+
+    @staticmethod
+    def exact_kl(old_params: torch.Tensor, new_params: torch.Tensor) -> torch.Tensor:
+        """KL(pi_old(.|s) || pi_new(.|s)) per state, from two policies' parameters as get_action returns them."""
+        return categorical_kl(old_params, new_params)
+
+
+class BatchedAgent(nn.Module):
+    """The seeds' Agents as one module: each parameter of Agent stacked over a leading seed axis, every Linear layer
+    one batched matmul over the seeds (torch.baddbmm). Inputs and outputs are (num_seeds, ..., features)."""
+
+    def __init__(self, agents: list):
+        super().__init__()
+        self.num_seeds = len(agents)
+        self.critic = stack_linear_layers([agent.critic for agent in agents])
+        self.actor = stack_linear_layers([agent.actor for agent in agents])
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return batched_mlp(self.critic, x).squeeze(-1)
+
+    def sample_action(self, x: torch.Tensor, generators: list, deterministic: bool = False) -> torch.Tensor:
+        """a ~ pi(.|x) per seed, the noise of seed k from its own generator, as ppo_discrete.py draws it at seed k."""
+        logits = batched_mlp(self.actor, x)  # log pi(.|x) up to a constant per row, (num_seeds, batch, num_actions)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        # Gumbel-max: argmax(logits - log E), E ~ Exp(1), is a sample of softmax(logits)
+        noise = torch.stack([torch.empty(logits.shape[1:]).exponential_(generator=rng) for rng in generators])
+        return (logits - noise.to(logits.device).log()).argmax(dim=-1)
+
+    def get_action(self, x: torch.Tensor, action: torch.Tensor):
+        """Returns action, log pi(action|x) and the parameters of pi(.|x), its log-probabilities (num_seeds, batch,
+        num_actions)."""
+        log_probs = torch.log_softmax(batched_mlp(self.actor, x), dim=-1)  # log pi(.|x)
+        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        return action, logprob, log_probs
+
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor):
+        """Returns action, log pi(action|x), entropy of pi(.|x), V(x) and pi's parameters: what the update needs."""
+        action, logprob, log_probs = self.get_action(x, action)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+        return action, logprob, entropy, self.get_value(x), log_probs
+
+    exact_kl = staticmethod(Agent.exact_kl)
+
+    def unstack(self, seed_index: int, agent: Agent) -> Agent:
+        """Seed seed_index's parameters copied into `agent`, an Agent of ppo_discrete.py (for model.pt)."""
+        with torch.no_grad():
+            for sequential, stacked in ((agent.critic, self.critic), (agent.actor, self.actor)):
+                linears = [layer for layer in sequential if isinstance(layer, nn.Linear)]
+                for layer, weight, bias in zip(linears, stacked[0::2], stacked[1::2]):
+                    layer.weight.copy_(weight[seed_index].T)
+                    layer.bias.copy_(bias[seed_index])
+        return agent
+
+
+def stack_linear_layers(sequentials: list) -> nn.ParameterList:
+    """The Linear layers of one nn.Sequential per seed as [W, b, W, b, ...], stacked over the seeds: W (seeds, in, out)
+    (nn.Linear's (out, in) transposed, for x @ W), b (seeds, out)."""
+    params = []
+    for layers in zip(*sequentials):
+        if isinstance(layers[0], nn.Linear):
+            params.append(nn.Parameter(torch.stack([layer.weight.detach().T for layer in layers]).contiguous()))
+            params.append(nn.Parameter(torch.stack([layer.bias.detach() for layer in layers])))
+    return nn.ParameterList(params)
+
+
+def batched_mlp(params: nn.ParameterList, x: torch.Tensor) -> torch.Tensor:
+    """The tanh MLP of stacked layers [W, b, ...] on x (num_seeds, ..., in): one batched matmul per layer for all
+    seeds, b + x @ W, with tanh between layers. Returns (num_seeds, ..., out)."""
+    shape = x.shape
+    x = x.reshape(shape[0], -1, shape[-1])  # (num_seeds, rows, in)
+    for layer in range(0, len(params), 2):
+        x = torch.baddbmm(params[layer + 1].unsqueeze(1), x, params[layer])
+        x = torch.tanh(x) if layer + 2 < len(params) else x
+    return x.reshape(shape[:-1] + (-1,))
+
+
+def seed_axis(per_seed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """per_seed (num_seeds, ...) shaped to broadcast against `like` (num_seeds, ..., ...): ones inserted after the
+    seed axis. Hyperparameters adapted per seed (beta, epsilon) and the log stds broadcast this way."""
+    return per_seed.reshape(per_seed.shape[:1] + (1,) * (like.dim() - per_seed.dim()) + per_seed.shape[1:])
+
+
+def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
+    """Generalized Advantage Estimation, Eq. 11-12: A_t = sum_l (gamma*lambda)^l delta_{t+l},
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 (the seeds
+    variants put a seed axis first); next_value is V of the observation after the last step, (..., num_envs).
+
+    Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
+    replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
+    (the state had a future), 0 when it terminated. Returns (advantages, returns = advantages + values)."""
+    rewards, dones = torch.as_tensor(rewards, device=values.device), torch.as_tensor(dones, device=values.device)
+    next_values = torch.cat((values[..., 1:, :], next_value.unsqueeze(-2)), dim=-2)  # V(s_{t+1}) within the rollout
+    next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
+    deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
+    decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
+    # The backward recursion runs in numpy: its three small ops per step cost about a fifth of torch's
+    deltas, decay = deltas.cpu().numpy(), decay.cpu().numpy()
+    advantages = np.zeros_like(deltas)
+    lastgaelam = np.zeros_like(deltas[..., 0, :])
+    for t in reversed(range(deltas.shape[-2])):
+        lastgaelam = deltas[..., t, :] + decay[..., t, :] * lastgaelam
+        advantages[..., t, :] = lastgaelam
+    advantages = torch.as_tensor(advantages, device=values.device)
+    return advantages, advantages + values
+
+
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Clipped surrogate objective L^CLIP, Eq. 7, negated for gradient descent:
+    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: the
+    seeds variants (ppo_*_seeds.py) get one loss per seed."""
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean(dim=-1)
+
+
+def surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """Unclipped surrogate L^CPI, Eq. 6, negated: -E[r_t A_t], the importance-weighted policy gradient with nothing
+    to keep r_t near 1 ("no clipping or penalty" in Table 1)."""
+    return -(ratio * advantages).mean(dim=-1)
+
+
+def kl_penalty_loss(ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, kl_beta: float) -> torch.Tensor:
+    """KL-penalized surrogate L^KLPEN, Eq. 8, negated: -E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]], with the
+    exact KL of each state (`kl`, the same shape as `ratio`)."""
+    return surrogate_loss(ratio, advantages) + kl_beta * kl.mean(dim=-1)
+
+
+def categorical_kl(old_log_probs: torch.Tensor, new_log_probs: torch.Tensor) -> torch.Tensor:
+    """Exact KL(old || new) = sum_a p_old(a) (log p_old(a) - log p_new(a)) of categorical distributions given
+    by their log-probabilities (..., num_actions); returns (...)."""
+    return (old_log_probs.exp() * (old_log_probs - new_log_probs)).sum(dim=-1)
+
+
+def update_kl_beta(kl_beta: float, kl: float, kl_target: float) -> float:
+    """Adaptive KL penalty coefficient (the paper, Section 4): after an update that measured the KL d, halve beta
+    when d < d_targ / 1.5, double it when d > d_targ * 1.5, else keep it; the next update uses the result."""
+    if kl < kl_target / 1.5:
+        return kl_beta / 2.0
+    if kl > kl_target * 1.5:
+        return kl_beta * 2.0
+    return kl_beta
+
+
+def update_clip_coef(clip_coef: float, kl: float, kl_target: float, low: float = 0.02, high: float = 0.5) -> float:
+    """Adaptive clip range (not in the paper: its beta rule turned around): epsilon / 1.5 when d > d_targ * 1.5,
+    * 1.5 when d < d_targ / 1.5, kept in [0.02, 0.5], around the paper's settings (0.1 to 0.3)."""
+    if kl > kl_target * 1.5:
+        clip_coef = clip_coef / 1.5
+    elif kl < kl_target / 1.5:
+        clip_coef = clip_coef * 1.5
+    return min(max(clip_coef, low), high)
+
+
+def value_loss(newvalues, oldvalues, returns, clip_coef: float, clip_vloss: bool) -> torch.Tensor:
+    """Squared-error value loss (L^VF in Eq. 9), optionally clipped around the rollout's values as in the
+    PPO reference code: max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)."""
+    unclipped = (newvalues - returns) ** 2
+    if not clip_vloss:
+        return 0.5 * unclipped.mean(dim=-1)
+    clipped_values = oldvalues + torch.clamp(newvalues - oldvalues, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2).mean(dim=-1)
+
+
+def kl_estimators(logratio: torch.Tensor):
+    """Sample estimates of KL(pi_old || pi_new) from log(pi_new/pi_old) at actions drawn from pi_old:
+    k1 = E[-log r] (unbiased, high variance) and k3 = E[(r - 1) - log r] (unbiased, lower variance, >= 0)."""
+    ratio = logratio.exp()
+    return (-logratio).mean(dim=-1), ((ratio - 1.0) - logratio).mean(dim=-1)
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    """1 - Var(targets - predictions) / Var(targets): 1 is a perfect critic, 0 no better than a constant."""
+    var_targets = targets.var()
+    return float("nan") if var_targets == 0 else float(1.0 - (targets - predictions).var() / var_targets)
+
+
+def update_statistics(minibatch_stats: list, minibatch_logratios: list, minibatch_active: list, clip_coef) -> dict:
+    """Per seed, means over the minibatches of an update that seed trained on (all of them unless its KL early stop
+    came first): what each recorded, the KL estimates k1, k3 and the clip fraction. Values are (num_seeds,) lists."""
+    with torch.no_grad():
+        active = torch.stack(minibatch_active)  # (num_updates, num_seeds)
+        count = active.sum(dim=0)
+
+        def mean_over_active(per_minibatch):  # (num_updates, num_seeds) -> (num_seeds,)
+            return torch.where(active, per_minibatch, 0.0).sum(dim=0) / count
+
+        stat_means = {name: mean_over_active(torch.stack([stats[name] for stats in minibatch_stats]))
+            for name in minibatch_stats[0]}  # fmt: skip
+        logratios = torch.stack(minibatch_logratios)  # (num_updates, num_seeds, minibatch_size)
+        old_approx_kl, approx_kl = kl_estimators(logratios)  # (num_updates, num_seeds) each
+        clipfrac = ((logratios.exp() - 1.0).abs() > clip_coef.unsqueeze(-1)).float().mean(dim=-1)  # current epsilon
+        for name, per_minibatch in (("old_approx_kl", old_approx_kl), ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
+            stat_means[name] = mean_over_active(per_minibatch)
+    return {name: mean.tolist() for name, mean in stat_means.items()}
+
+
+class SeedAdam(torch.optim.Optimizer):
+    """Adam (Kingma & Ba 2015, as torch.optim.Adam) over parameters (num_seeds, ...) with a step count per seed:
+    step(active) moves only the active seeds, so one that stopped early (target_kl) keeps its parameters, its moments
+    and its bias correction, exactly as its own single-seed run. Adam is elementwise: otherwise it is torch's."""
+
+    def __init__(self, params, lr: float, eps: float, betas: tuple = (0.9, 0.999)):
+        super().__init__(params, {"lr": lr, "eps": eps, "betas": betas})
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        for group in self.param_groups:
+            (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
+            for param in group["params"]:
+                state = self.state[param]
+                if not state:
+                    state["seed_steps"] = torch.zeros(param.shape[0], device=param.device)  # not "step": torch's
+                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
+                mask = seed_axis(active, param)
+                state["seed_steps"] += active.float()
+                step = seed_axis(state["seed_steps"].clamp(min=1.0), param)  # a seed not stepped yet: any count, masked
+                exp_avg = torch.where(mask, state["exp_avg"].lerp(param.grad, 1.0 - beta1), state["exp_avg"])
+                exp_avg_sq = beta2 * state["exp_avg_sq"] + (1.0 - beta2) * param.grad**2
+                exp_avg_sq = torch.where(mask, exp_avg_sq, state["exp_avg_sq"])
+                denom = exp_avg_sq.sqrt() / (1.0 - beta2**step).sqrt() + eps
+                update = exp_avg / denom * (lr / (1.0 - beta1**step))
+                param.sub_(torch.where(mask, update, 0.0))
+                state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
+
+
+def main(args: Args) -> None:
+    args, checkpoint = resolve_args(args)  # checked; on --resume, the checkpoint's options and training state
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint is not None:
+        return evaluate_checkpoint(args, device)
+    batch_size = args.num_envs * args.num_steps  # N * T transitions per iteration, per seed
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+    num_seeds = len(args.seeds)
+    run_dirs = run_directories(args, checkpoint)  # {output_dir}/{run_name} per seed, made by start_tracking
+
+    # --- Seeding ---
+    seed_everything(args.seeds[0], args.torch_deterministic)  # python, numpy and torch (per seed again below)
+    minibatch_rngs = [np.random.default_rng(seed) for seed in args.seeds]  # shuffle each seed's minibatches
+
+    # --- Environments ---
+    # SAME_STEP autoreset: a step that ends an episode returns the next episode's first observation and puts
+    # the final one in infos["final_obs"]. Every stored transition is real (the default NEXT_STEP mode would
+    # spend the following step on a reset whose action is ignored: a fake transition in the batch).
+    video_dir = f"videos/{os.path.basename(run_dirs[0])}"
+    env_fns = [make_env(args.env_id, i, args.capture_video, video_dir) for i in range(num_seeds * args.num_envs)]
+    envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)  # seed-major order
+    obs_shape = envs.single_observation_space.shape
+    agents, action_generators = [], []  # seed k's Agent made as ppo_discrete.py --seed k makes it, then stacked
+    for seed in args.seeds:
+        seed_everything(seed, args.torch_deterministic)
+        agents.append(Agent(int(np.prod(obs_shape)), int(envs.single_action_space.n)))
+        action_generators.append(torch.Generator().set_state(torch.get_rng_state()))  # its action noise goes on
+    agent = BatchedAgent(agents).to(device)  # from torch's generator where that script's does
+    rngs = {"minibatch": minibatch_rngs, "actions": action_generators}  # the seeds' RNGs, for checkpoints
+    flat_params = flatten_parameters(agent)  # (num_seeds, num_params); the agent's parameters are views of it
+    optimizer = SeedAdam([flat_params], lr=args.learning_rate, eps=1e-5)  # Adam eps 1e-5, not 1e-8; a step per seed
+    normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes obs and rewards)
+
+    # --- Storage: fixed-size rollout buffers, a leading seed axis on each ---
+    obs = torch.zeros((num_seeds, args.num_steps, args.num_envs) + obs_shape, device=device)
+    actions = torch.zeros((num_seeds, args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    logprobs = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)
+    # the rollout policy's parameters, log pi(.|s) (num_seeds, num_steps, num_envs, num_actions): for the exact KL
+    policy_params = torch.zeros((num_seeds, args.num_steps, args.num_envs, envs.single_action_space.n), device=device)
+    # What the env returns stays in numpy until the rollout ends: a numpy store costs an eighth of a tensor store
+    rewards = np.zeros((num_seeds, args.num_steps, args.num_envs), dtype=np.float32)
+    dones = np.zeros((num_seeds, args.num_steps, args.num_envs), dtype=bool)
+    values = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)
+    final_values = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)  # V(final obs), truncated
+    env_obs, _ = envs.reset(seed=[seed + i for seed in args.seeds for i in range(args.num_envs)])  # env i: seed + i
+    next_obs = torch.as_tensor(env_obs, dtype=torch.float32, device=device).reshape((num_seeds, -1) + obs_shape)
+
+    # --- Resume: everything the checkpoint holds goes back, so the run goes on as if it had never stopped ---
+    global_step, start_iteration = 0, 0  # steps per seed: each seed's run counts its own, as ppo_discrete.py
+    recent_returns = [deque(maxlen=100) for _ in args.seeds]  # recent returns: for the progress line
+    kl_beta = [args.kl_beta] * num_seeds  # KL penalty coefficient (Eq. 8) per seed: adapted under kl-adaptive
+    clip_coef = [args.clip_coef] * num_seeds  # clip epsilon (Eq. 7) per seed: adapted under adaptive_clip
+    start_time = time.time()
+    if checkpoint is not None:
+        training = checkpoint["training"]
+        next_obs = restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs)
+        start_iteration, global_step = training["iteration"], training["global_step"]
+        kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
+        for seed_returns, saved in zip(recent_returns, training["recent_returns"]):
+            seed_returns.extend(saved)
+        start_time -= training["elapsed"]
+        print(f"resumed {run_dirs[0]} after iteration {start_iteration}/{num_iterations} (step {global_step:,})")
+
+    # --- Tracking: TensorBoard always, W&B on request; one run per seed ---
+    writers, wandb_ids = start_tracking(args, run_dirs, checkpoint)
+    progress = Progress(args.progress_interval, num_iterations, batch_size, start_time, num_seeds)
+
+    with StopOnSignal(run_dirs[0], writers, envs, checkpoint) as stop:  # SIGINT/SIGTERM: stop after this iteration
+        for iteration in range(start_iteration + 1, num_iterations + 1):
+            if args.anneal_lr:  # linear learning-rate annealing from learning_rate to 0
+                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+            # ---------------- Rollout: num_steps steps in each of num_envs envs, per seed ----------------
+            final_values.zero_()
+            with torch.inference_mode():  # no autograd while acting: entered once per rollout, not once per step
+                for step in range(args.num_steps):
+                    global_step += args.num_envs
+                    obs[:, step] = next_obs
+                    action = agent.sample_action(next_obs, action_generators)  # (num_seeds, num_envs)
+                    actions[:, step] = action
+                    env_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy().reshape(-1))
+                    rewards[:, step] = reward.reshape(num_seeds, args.num_envs)  # the envs are in seed-major order
+                    dones[:, step] = (terminations | truncations).reshape(num_seeds, args.num_envs)
+                    next_obs = torch.as_tensor(env_obs, dtype=torch.float32, device=device)
+                    next_obs = next_obs.reshape((num_seeds, -1) + obs_shape)  # (num_seeds, num_envs, obs_dim)
+                    if "final_obs" in infos:
+                        # Time-limit truncation is not termination: bootstrap from V(final observation)
+                        truncated_only = truncations & ~terminations
+                        if truncated_only.any():
+                            final_obs = env_obs.copy()  # the envs that did not end: any observation, unused
+                            final_obs[truncated_only] = np.stack(infos["final_obs"][truncated_only])
+                            final_obs = torch.as_tensor(final_obs, dtype=torch.float32, device=device)
+                            final_obs = final_obs.reshape((num_seeds, -1) + obs_shape)
+                            truncated_envs = torch.as_tensor(truncated_only.reshape(num_seeds, -1), device=device)
+                            final_values[:, step] = torch.where(truncated_envs, agent.get_value(final_obs), 0.0)
+                        if "episode" in infos["final_info"]:
+                            episode, finished = infos["final_info"]["episode"], infos["final_info"]["_episode"]
+                            for env_index in np.flatnonzero(finished):
+                                writer = writers[env_index // args.num_envs]  # the seed's run
+                                recent_returns[env_index // args.num_envs].append(float(episode["r"][env_index]))
+                                writer.add_scalar("charts/episodic_return", episode["r"][env_index], global_step)
+                                writer.add_scalar("charts/episodic_length", episode["l"][env_index], global_step)
+
+                # V(s_t), log pi(a_t|s_t) and pi(.|s_t) of the whole rollout in one pass each (the policy is unchanged)
+                values[:] = agent.get_value(obs)  # (num_seeds, num_steps, num_envs)
+                _, logprobs[:], policy_params[:] = agent.get_action(obs, actions)
+
+            # ---------------- Advantages: GAE over the rollout, each seed's envs independent ----------------
+            with torch.inference_mode():
+                next_value = agent.get_value(next_obs)
+            advantages, returns = compute_gae(
+                rewards, values, dones, final_values, next_value, args.gamma, args.gae_lambda
+            )
+
+            # Flatten the batch per seed: (num_seeds, num_steps, num_envs, ...) -> (num_seeds, batch_size, ...)
+            b_obs = obs.reshape((num_seeds, -1) + obs_shape)
+            b_actions = actions.reshape(num_seeds, -1)
+            b_logprobs = logprobs.reshape(num_seeds, -1)
+            b_policy_params = policy_params.reshape((num_seeds, batch_size) + policy_params.shape[3:])
+            b_advantages = advantages.reshape(num_seeds, -1)
+            b_returns = returns.reshape(num_seeds, -1)
+            b_values = values.reshape(num_seeds, -1)
+
+            # ---------------- Update: update_epochs epochs of shuffled minibatches, each seed its own ----------------
+            minibatch_stats, minibatch_logratios = [], []  # per minibatch: its losses and diagnostics; its log r_t
+            minibatch_active = []  # per minibatch: the seeds that trained on it (all, until a KL early stop)
+            active = torch.ones(num_seeds, dtype=torch.bool, device=device)
+            seeds = torch.arange(num_seeds, device=device).unsqueeze(1)  # (num_seeds, 1): indexes with mb_inds
+            kl_betas, clip_coefs = torch.tensor(kl_beta, device=device), torch.tensor(clip_coef, device=device)
+            for epoch in range(args.update_epochs):
+                permutations = [rng.permutation(batch_size) if on else np.arange(batch_size)  # a stopped seed's
+                    for rng, on in zip(minibatch_rngs, active.tolist())]  # fmt: skip  # rng draws no more
+                batch_indices = torch.as_tensor(np.stack(permutations), device=device)  # (num_seeds, batch_size)
+                for start in range(0, batch_size, minibatch_size):
+                    mb_inds = batch_indices[:, start : start + minibatch_size]  # (num_seeds, minibatch_size)
+                    _, newlogprob, entropy, newvalue, new_policy_params = agent.get_action_and_value(
+                        b_obs[seeds, mb_inds], b_actions[seeds, mb_inds]
+                    )
+                    logratio = newlogprob - b_logprobs[seeds, mb_inds]
+                    ratio = logratio.exp()  # probability ratio r_t(theta), Eq. 6
+                    exact_kl = agent.exact_kl(b_policy_params[seeds, mb_inds], new_policy_params)  # KL[pi_old, pi]
+
+                    mb_advantages = b_advantages[seeds, mb_inds]
+                    if args.norm_adv:  # per-minibatch advantage normalization, per seed
+                        mean, std = mb_advantages.mean(dim=-1, keepdim=True), mb_advantages.std(dim=-1, keepdim=True)
+                        mb_advantages = (mb_advantages - mean) / (std + 1e-8)
+                    eps = clip_coefs.unsqueeze(1)  # (num_seeds, 1)
+                    if args.policy_objective == "clip":
+                        pg_loss = clipped_surrogate_loss(ratio, mb_advantages, eps)  # clipped surrogate, Eq. 7
+                    elif args.policy_objective == "none":  # unclipped surrogate L^CPI, Eq. 6: no trust region
+                        pg_loss = surrogate_loss(ratio, mb_advantages)
+                    else:  # kl-adaptive, kl-fixed: KL-penalized surrogate, Eq. 8
+                        pg_loss = kl_penalty_loss(ratio, mb_advantages, exact_kl, kl_betas)
+                    # value loss L^VF (Eq. 9), clipped if clip_vloss, with the current epsilon whatever the objective
+                    mb_values, mb_returns = b_values[seeds, mb_inds], b_returns[seeds, mb_inds]
+                    v_loss = value_loss(newvalue, mb_values, mb_returns, eps, args.clip_vloss)
+                    entropy_loss = entropy.mean(dim=-1)  # entropy bonus S, Eq. 9
+                    entropy_term = args.ent_coef * entropy_loss if args.ent_coef > 0 else 0.0  # at 0: not in the graph
+                    loss = (
+                        pg_loss - entropy_term + args.vf_coef * v_loss
+                    )  # combined objective, Eq. 9 (negated), (seeds,)
+
+                    flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
+                    loss.sum().backward()  # the seeds share no parameter: each gets the gradient of its own loss
+                    # Global gradient-norm clipping per seed, clip_grad_norm_ written out
+                    grad_norm = torch.linalg.vector_norm(flat_params.grad, dim=1)  # (num_seeds,), before clipping
+                    flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0).unsqueeze(1))
+                    optimizer.step(active)  # a seed stopped by its KL early stop takes no step
+                    minibatch_stats.append({
+                        "policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(),
+                        "entropy": entropy_loss.detach(),
+                        "exact_kl": exact_kl.detach().mean(dim=-1), "grad_norm": grad_norm,
+                    })  # fmt: skip
+                    minibatch_logratios.append(logratio.detach())
+                    minibatch_active.append(active.clone())
+                    if args.target_kl is not None:  # KL early stop, per minibatch, on the k3 estimate, per seed
+                        active &= kl_estimators(logratio.detach())[1] <= args.target_kl
+                        if not active.any():
+                            break
+                if not active.any():
+                    break
+
+            # Diagnostics: means over every minibatch of the update, not the last minibatch's values; per seed
+            stat_means = update_statistics(minibatch_stats, minibatch_logratios, minibatch_active, clip_coefs)
+            stop_if_not_finite(stat_means, iteration, global_step, stop, args.seeds)  # before a NaN is checkpointed
+
+            # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
+            # update: the mean of its minibatches' KLs, each taken before that minibatch's step (the paper's: after)
+            if args.policy_objective == "kl-adaptive":
+                kl_beta = [update_kl_beta(b, kl, args.kl_target) for b, kl in zip(kl_beta, stat_means["exact_kl"])]
+            if args.adaptive_clip:
+                clip_coef = [
+                    update_clip_coef(c, kl, args.kl_target) for c, kl in zip(clip_coef, stat_means["exact_kl"])
+                ]
+
+            # ---------------- Logging: each seed to its own run, the tags of ppo_discrete.py ----------------
+            sps = int(global_step / (time.time() - start_time))  # steps per second of each seed
+            updates_done = torch.stack(minibatch_active).sum(dim=0).tolist()
+            for k, writer in enumerate(writers):
+                writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+                for name, means in stat_means.items():
+                    writer.add_scalar(f"losses/{name}", means[k], global_step)
+                writer.add_scalar("charts/kl_beta", kl_beta[k], global_step)  # beta and epsilon after adaptation
+                writer.add_scalar("charts/clip_coef", clip_coef[k], global_step)
+                explained = explained_variance(b_values[k], b_returns[k])
+                writer.add_scalar("losses/explained_variance", explained, global_step)
+                writer.add_scalar("charts/update_epochs_done", updates_done[k] / args.num_minibatches, global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+            progress.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
+
+            # ---------------- Checkpoint: every checkpoint_every iterations, at the end, on a signal ----------------
+            if stop.requested or checkpoint_due(args.checkpoint_every, iteration, num_iterations):
+                save_checkpoint(run_dirs, args, agent, optimizer, normalizers, envs, rngs, writers, stop,
+                    iteration=iteration, global_step=global_step, elapsed=time.time() - start_time, next_obs=next_obs,
+                    recent_returns=recent_returns, kl_beta=kl_beta, clip_coef=clip_coef, wandb_ids=wandb_ids,
+                )  # fmt: skip
+            stop.exit_if_requested(iteration, num_iterations, global_step)
+
+    # --- Finish: summary line, saved models and their evaluation ---
+    print_summary(global_step, start_time, recent_returns, run_dirs[0], num_seeds)
+    if args.save_model:
+        save_and_evaluate_models(run_dirs, agent, args, normalizers, global_step, writers, device)
+    close_tracking(writers)
+
+
+# =====================================================================================================================
+# Everything below runs the job, not PPO: argument and env checks, run directory and tracking, checkpoints and resume,
+# env and RNG state, signals, evaluation, the progress line and a speed helper. main() calls each in one line.
+# =====================================================================================================================
+
+
+CHECKPOINT_FORMAT = 1  # the layout of checkpoint.pt and model.pt that this script reads and writes
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2, before anything is written."""
+
+
+class RunError(Exception):
+    """A run that cannot go on (a non-finite loss, a failed checkpoint write): one line on stderr, exit code 1;
+    the checkpoint written last is kept."""
+
+
+def check_args(args: Args) -> None:
+    """Reject inconsistent or out-of-range arguments before any environment is built."""
+    for option in dataclasses.fields(args):  # no NaN or infinity reaches a loss, a schedule or a timer
+        value = getattr(args, option.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{option.name.replace('_', '-')} must be a finite number, got {value}")
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads")
+    positive += ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "obs_clip", "reward_clip")
+    for name in positive:
+        if hasattr(args, name) and getattr(args, name) <= 0:  # hasattr: obs_clip, reward_clip are ppo_continuous.py's
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    for name in ("ent_coef", "vf_coef", "kl_beta", "progress_interval"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    sticky = getattr(args, "repeat_action_probability", None)  # ppo_atari.py's
+    if sticky is not None and not 0.0 <= sticky <= 1.0:
+        raise UsageError(f"--repeat-action-probability must be in [0, 1], got {sticky}")
+    if args.target_kl is not None and args.target_kl <= 0:
+        raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
+    for seed in args.seeds:  # numpy takes seeds below 2**32, and env i gets seed + i
+        if not 0 <= seed <= 2**31 - 1:
+            raise UsageError(f"--seeds must be in [0, 2**31 - 1], got {seed}")
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds must name one or more different seeds, got {' '.join(map(str, args.seeds))}")
+    if len(args.seeds) > 1 and args.run_name is not None and "{seed}" not in args.run_name:
+        raise UsageError(f"--run-name {args.run_name!r} names one run per seed: put {{seed}} in it")
+    for name in ("exp_name", "run_name"):
+        value = getattr(args, name)
+        if value is not None and (value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value)):
+            raise UsageError(f"--{name.replace('_', '-')} {value!r} must be a name, not a path")
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
+    if args.resume is not None and args.eval_checkpoint is not None:
+        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
+    if args.adaptive_clip and args.policy_objective != "clip":
+        raise UsageError(
+            f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {args.policy_objective}"
+        )
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches != 0:
+        raise UsageError(
+            f"--num-minibatches {args.num_minibatches} does not divide the batch of {batch_size} (num_envs * num_steps)"
+        )
+    if args.total_timesteps < batch_size:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {batch_size}")
+
+
+def check_wandb_login() -> None:
+    """--track needs W&B credentials, or a mode that does without them; asked here, before anything is written,
+    rather than by wandb.init's prompt or traceback once the run directory exists."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return
+    import wandb
+
+    if not wandb.login(prompt=False, verify=False):
+        raise UsageError("--track needs a W&B login: run `wandb login`, or set WANDB_MODE=offline to log locally")
+
+
+def check_env(env_id: str) -> None:
+    """Reject an unknown env id, or one this script cannot run, naming the script that can."""
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:  # "module:EnvName-v0" imports a module that registers the env, as gym.make does
+            importlib.import_module(module)
+        spec = gym.spec(name)
+    except ImportError as error:
+        raise UsageError(f"cannot import {module!r} for env id {env_id!r}: {error}") from None
+    except gym.error.Error:
+        if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
+            raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py") from None
+        raise UsageError(f"unknown env id {env_id!r}") from None
+    if spec.entry_point is not None and "ale_py" in str(spec.entry_point):
+        raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py")
+    try:
+        env = gym.make(env_id)
+    except Exception as error:  # a missing optional dependency, such as box2d or mujoco
+        raise UsageError(f"cannot make {env_id}: {describe(error)}") from None
+    action_space, observation_space = env.action_space, env.observation_space
+    env.close()
+    if isinstance(action_space, gym.spaces.Box):
+        raise UsageError(f"{env_id} has continuous actions ({action_space}): use ppo_continuous.py")
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise UsageError(f"{env_id} has a {type(action_space).__name__} action space; this script needs Discrete")
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise UsageError(f"{env_id} observations are {observation_space}, not a flat Box: use ppo_atari.py for pixels")
+
+
+def resolve_args(args: Args) -> tuple:
+    """The options of this run, checked, and the checkpoint to resume (None for a new run): on --resume, the
+    checkpoint's options, with those given on the command line that a resumed run may change (resume_args)."""
+    check_args(args)
+    checkpoint = None
+    if args.resume is not None:
+        checkpoint = load_checkpoint(args.resume)
+        args = resume_args(args, checkpoint["args"])
+        check_args(args)
+    if args.eval_checkpoint is None:
+        check_env(args.env_id)
+        if args.track:
+            check_wandb_login()
+    return args, checkpoint
+
+
+# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
+RESUME_MAY_CHANGE = (
+    "total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video",
+    "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic",
+)  # fmt: skip
+
+
+def resume_args(args: Args, saved: dict) -> Args:
+    """The options of a resumed run: the checkpoint's, except those given on the command line that may change.
+    An option left at its default is taken from the checkpoint; one that contradicts it is an error."""
+    defaults, merged = Args(), {}
+    for option in dataclasses.fields(Args):
+        name, given = option.name, getattr(args, option.name)
+        if name in ("resume", "eval_checkpoint"):
+            continue
+        if name not in saved and name in RESUME_MAY_CHANGE:
+            merged[name] = given  # an option newer than the checkpoint, one that does not change results
+            continue
+        if name not in saved:  # written by an older version of the script, before this option existed
+            raise UsageError(
+                f"the checkpoint predates --{name.replace('_', '-')}; "
+                f"resume it with the version of {SCRIPT}.py that wrote it"
+            )
+        if given == getattr(defaults, name) or given == saved[name]:
+            merged[name] = saved[name]
+        elif name in RESUME_MAY_CHANGE:
+            merged[name] = given
+        else:
+            may_change = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
+            raise UsageError(
+                f"--{name.replace('_', '-')} {given} differs from the checkpoint's {saved[name]}; "
+                f"a resumed run keeps it (what may change: {may_change})"
+            )
+    return Args(**merged, resume=args.resume)
+
+
+def run_directories(args: Args, checkpoint: Optional[dict]) -> list:
+    """Where each seed's run writes: a resumed run goes on in its own directories, found beside the checkpoint's
+    (the first seed's), wherever they have moved; a new one gets {output_dir}/{run_name} per seed, which must not
+    exist yet (start_tracking makes them)."""
+    if checkpoint is not None:
+        parent_dir = os.path.dirname(os.path.dirname(checkpoint["path"]))
+        return [os.path.join(parent_dir, name) for name in checkpoint["training"]["run_names"]]
+    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{{seed}}__{int(time.time())}"
+    run_dirs = [os.path.join(args.output_dir, run_name.replace("{seed}", str(seed))) for seed in args.seeds]
+    for run_dir in run_dirs:
+        if os.path.exists(run_dir):
+            raise UsageError(
+                f"{run_dir} already exists; pick another --run-name, or --resume (nothing was overwritten)"
+            )
+    return run_dirs
+
+
+def start_tracking(args: Args, run_dirs: list, checkpoint: Optional[dict]) -> tuple:
+    """Make each seed's run directory (a new run) and open its TensorBoard writer, and a W&B run per seed with
+    --track; returns the writers and the W&B run ids. A new run's directories are removed again if this fails."""
+    new_run, made, writers = checkpoint is None, [], []
+    try:
+        for run_dir in run_dirs if new_run else []:
+            try:
+                os.makedirs(run_dir)
+            except OSError as error:
+                raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
+            made.append(run_dir)
+        wandb_ids = checkpoint["training"]["wandb_ids"] if checkpoint is not None else [None] * len(run_dirs)
+        from torch.utils.tensorboard import SummaryWriter
+
+        for k, run_dir in enumerate(run_dirs):
+            # purge_step: TensorBoard drops what an earlier process logged after the checkpoint: no step twice
+            purge_step = checkpoint["training"]["global_step"] + 1 if not new_run else None
+            writer = SummaryWriter(run_dir, purge_step=purge_step)
+            if new_run:
+                table = "\n".join(f"|{key}|{value}|" for key, value in seed_args(args, k).items())
+                writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+            if args.track:
+                import wandb
+
+                wandb_run = wandb.init(
+                    project=args.wandb_project_name, entity=args.wandb_entity, config=seed_args(args, k),
+                    name=os.path.basename(run_dir), dir=run_dir, save_code=True, id=wandb_ids[k], resume="allow",
+                    reinit="create_new",  # one W&B run per seed, all open at once
+                )  # fmt: skip
+                wandb_ids[k] = wandb_run.id
+                writer = WandbWriter(writer, wandb_run)
+            writers.append(writer)
+    except BaseException as error:
+        for writer in writers:
+            writer.close()
+        for run_dir in made:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(error, Exception) and not isinstance(error, (UsageError, RunError)):
+            raise RunError(f"cannot start tracking: {describe(error)}") from error
+        raise
+    return writers, wandb_ids
+
+
+class WandbWriter:
+    """A seed's TensorBoard writer that also logs every scalar to the seed's W&B run, against global_step (W&B's
+    sync_tensorboard follows one run per process; here each seed has its own run)."""
+
+    def __init__(self, writer, wandb_run):
+        self.writer, self.wandb_run = writer, wandb_run
+        wandb_run.define_metric("*", step_metric="global_step")
+
+    def add_scalar(self, tag: str, value, global_step: int) -> None:
+        self.writer.add_scalar(tag, value, global_step)
+        self.wandb_run.log({tag: float(value), "global_step": global_step})
+
+    def add_text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.wandb_run.finish()
+
+
+def close_tracking(writers: list) -> None:
+    for writer in writers:
+        writer.close()
+
+
+class StopOnSignal:
+    """The training loop's context: SIGINT (Ctrl-C) and SIGTERM (kill, Slurm preemption or time limit) ask the run
+    to stop after the iteration in progress, with a checkpoint; a second signal stops it at once. However the loop
+    ends, the TensorBoard events reach the disk, the envs are closed and the signal handlers are put back."""
+
+    def __init__(self, run_dir: str, writers: list, envs: gym.vector.VectorEnv, checkpoint: Optional[dict]):
+        self.run_dir, self.writers, self.envs = run_dir, writers, envs
+        # the iteration of the checkpoint written last, if any: what an interrupted or failed run can resume from
+        self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None
+        self.signum, self.previous_handlers = None, {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.signum = signum
+        message = (
+            f"{signal.Signals(signum).name}: stopping with a checkpoint after this iteration "
+            "(signal again to stop at once)\n"
+        )
+        os.write(2, message.encode())  # print is not safe in a handler
+
+    def __enter__(self) -> "StopOnSignal":
+        self.previous_handlers = {
+            signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        return self
+
+    def exit_if_requested(self, iteration: int, num_iterations: int, global_step: int) -> None:
+        if self.requested:
+            name = signal.Signals(self.signum).name
+            print(
+                f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), checkpoint "
+                f"{os.path.join(self.run_dir, 'checkpoint.pt')}; "
+                f"resume with: python {SCRIPT}.py --resume {self.run_dir}",
+                file=sys.stderr,
+            )
+            raise SystemExit(128 + self.signum)
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            if exc_type is KeyboardInterrupt:
+                resume = (
+                    f"; resume from iteration {self.last_checkpoint} with: python {SCRIPT}.py --resume {self.run_dir}"
+                )
+                print(
+                    f"interrupted; TensorBoard events so far are in {self.run_dir}"
+                    + (resume if self.last_checkpoint else ""),
+                    file=sys.stderr,
+                )
+            if exc_type is not None:
+                for writer in self.writers:
+                    writer.close()
+        finally:
+            self.envs.close()
+            for signum, handler in self.previous_handlers.items():
+                signal.signal(signum, handler)
+
+
+def stop_if_not_finite(stat_means: dict, iteration: int, global_step: int, stop: StopOnSignal, seeds) -> None:
+    """A NaN or infinite loss or gradient norm of any seed ends the run before it reaches the envs or a checkpoint."""
+    for name, means in stat_means.items():
+        for seed, mean in zip(seeds, means):
+            if not math.isfinite(mean):
+                if stop.last_checkpoint:
+                    path = os.path.join(stop.run_dir, "checkpoint.pt")
+                    kept = f"the last checkpoint, {path} (iteration {stop.last_checkpoint}), is kept"
+                else:
+                    kept = "no checkpoint was written (see --checkpoint-every)"
+                message = f"iteration {iteration} (step {global_step:,}): seed {seed}'s {name} is {mean}"
+                raise RunError(f"{message}; stopped, {kept}")
+
+
+def checkpoint_due(checkpoint_every: int, iteration: int, num_iterations: int) -> bool:
+    """Whether --checkpoint-every asks for a checkpoint after this iteration: every checkpoint_every, and the last."""
+    return checkpoint_every > 0 and (iteration % checkpoint_every == 0 or iteration == num_iterations)
+
+
+def save_checkpoint(run_dirs, args, agent, optimizer, normalizers, envs, rngs, writers, stop, **training) -> None:
+    """Write checkpoint.pt in the first seed's run directory: the model of every seed, the options and everything the
+    training loop needs to go on exactly (`training`: iteration, step, elapsed time, next observation, recent returns,
+    beta and epsilon, W&B ids), plus the Adam state, the RNG states, the env states and the running statistics."""
+    for writer in writers:
+        writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
+    training["recent_returns"] = [list(seed_returns) for seed_returns in training["recent_returns"]]
+    training.update(optimizer=optimizer.state_dict(), rng=rng_state(rngs), envs=env_state(envs))
+    training["run_names"] = [os.path.basename(run_dir) for run_dir in run_dirs]
+    extra = {"global_step": training["global_step"], "training": training}
+    write_atomically(os.path.join(run_dirs[0], "checkpoint.pt"), agent, asdict(args), normalizers, extra)
+    stop.last_checkpoint = training["iteration"]
+
+
+def save_and_evaluate_models(run_dirs, agent, args, normalizers, global_step, writers, device) -> None:
+    """Write each seed's model.pt in its run directory, a model of ppo_discrete.py (its Agent, its options at that
+    seed and its running statistics), load it back as --eval-checkpoint would and log its evaluation returns under
+    eval/episodic_return."""
+    obs_dim, num_actions = agent.critic[0].shape[1], agent.actor[-2].shape[2]
+    for k, (run_dir, writer) in enumerate(zip(run_dirs, writers)):
+        model_path = os.path.join(run_dir, "model.pt")
+        seed_agent = agent.unstack(k, Agent(obs_dim, num_actions).to(agent.critic[0].device))
+        extra = {"global_step": global_step}
+        write_atomically(model_path, seed_agent, seed_args(args, k), normalizers, extra, PARENT)
+        eval_seed = args.seeds[k] + 1_000_000
+        eval_returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, eval_seed, device)
+        for episode_index, episodic_return in enumerate(eval_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
+        print(
+            f"saved {model_path}; evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} "
+            f"over {len(eval_returns)} episodes"
+        )
+
+
+def seed_args(args: Args, seed_index: int) -> dict:
+    """The options of one seed's run as ppo_discrete.py has them: --seed k in place of --seeds."""
+    options = {}
+    for name, value in asdict(args).items():
+        if name == "seeds":
+            options["seed"] = value[seed_index]
+        elif name == "run_name":
+            options[name] = None if value is None else value.replace("{seed}", str(args.seeds[seed_index]))
+        else:
+            options[name] = value
+    return options
+
+
+def write_atomically(path: str, agent: nn.Module, args: dict, normalizers: dict, extra: dict, script=SCRIPT) -> None:
+    """Write the model, its options and running statistics (and whatever `extra` holds) atomically: a temporary
+    file, then a rename, so a crash or kill -9 during the write leaves the previous file intact, never half a file."""
+    payload = {"format": CHECKPOINT_FORMAT, "script": script, "env_id": args["env_id"], "args": args}
+    payload["model"] = agent.state_dict()
+    payload.update({name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}, **extra)
+    tmp_path = f"{path}.tmp"
+    try:
+        torch.save(payload, tmp_path)
+        os.replace(tmp_path, path)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise RunError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def load_model(path: str) -> dict:
+    """A saved model (model.pt, or a run directory holding one): one seed's, a model of ppo_discrete.py."""
+    return read_payload(path, "model.pt", PARENT)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint to resume (checkpoint.pt, or a run directory holding one), checked to hold the training state
+    this script keeps."""
+    checkpoint = read_payload(path, "checkpoint.pt", SCRIPT)
+    if "training" not in checkpoint:
+        raise UsageError(
+            f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt"
+        )
+    adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
+    if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
+        raise UsageError(
+            f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script keeps it for 1 "
+            "(flat); resume it with the version that wrote it"
+        )
+    return checkpoint
+
+
+def read_payload(path: str, file_name: str, script: str) -> dict:
+    """Load a saved model or checkpoint safely (weights_only: no code runs from the file) and check it is one of
+    `script`'s; a directory stands for the file `file_name` in it."""
+    if os.path.isdir(path):
+        path = os.path.join(path, file_name)
+    if not os.path.isfile(path):
+        raise UsageError(f"no checkpoint at {path}")
+    try:  # torch.load does not check the zip entries' CRC-32: damage inside a tensor would load silently
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except UsageError:
+        raise
+    except Exception as error:
+        raise UsageError(f"cannot read checkpoint {path}: {describe(error)}") from None
+    if not isinstance(payload, dict) or "script" not in payload or "format" not in payload:
+        raise UsageError(f"{path} is not a checkpoint of this project")
+    if payload["script"] != script:
+        raise UsageError(f"{path} was written by {payload['script']}.py, not {script}.py")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path} has checkpoint format {payload['format']}, this script reads {CHECKPOINT_FORMAT}")
+    payload["path"] = path
+    return payload
+
+
+def restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs):
+    """Put back what save_checkpoint() wrote into the freshly built agent, optimizer, statistics, envs and RNGs;
+    returns the observation the run goes on from."""
+    training = checkpoint["training"]
+    agent.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(training["optimizer"])
+    for name, normalizer in normalizers.items():
+        load_normalizer_state(normalizer, checkpoint[name])
+    if training["envs"] is not None:
+        restore_env_state(envs, training["envs"])
+        next_obs = training["next_obs"].to(next_obs.device)
+    else:
+        print(
+            f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
+            "the resumed run starts new episodes",
+            file=sys.stderr,
+        )
+    restore_rng_state(training["rng"], rngs)
+    return next_obs
+
+
+def normalizer_state(normalizer) -> Optional[dict]:
+    """The running statistics of an observation or reward normalizer (None: switched off) as checkpoint data: its
+    attributes, arrays as tensors, nested statistics as dicts."""
+    if normalizer is None:
+        return None
+    state = {}
+    for name, value in vars(normalizer).items():
+        if isinstance(value, (np.ndarray, np.generic)):
+            state[name] = torch.tensor(value)
+        else:
+            state[name] = normalizer_state(value) if hasattr(value, "__dict__") else value
+    return state
+
+
+def load_normalizer_state(normalizer, state: Optional[dict]) -> None:
+    """Put back what normalizer_state() saved, in place."""
+    for name, value in (state or {}).items():
+        if isinstance(value, dict):
+            load_normalizer_state(getattr(normalizer, name), value)
+        else:
+            setattr(normalizer, name, value.numpy().copy() if isinstance(value, torch.Tensor) else value)
+
+
+def encode_state(value):
+    """`value` as plain data (numbers, strings, numpy arrays, lists, dicts), tagged so decode_state() rebuilds the
+    same types; TypeError for anything else (spaces, functions, handles). env_state() makes the arrays tensors."""
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object:  # first: np.float64 is also a float
+        return {"ndarray": np.array(value), "scalar": isinstance(value, np.generic)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.random.Generator):
+        return {"generator": value.bit_generator.state}
+    if isinstance(value, deque):
+        return {"deque": [encode_state(item) for item in value], "maxlen": value.maxlen}
+    if isinstance(value, (list, tuple)):
+        return {type(value).__name__: [encode_state(item) for item in value]}
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {"dict": {key: encode_state(item) for key, item in value.items()}}
+    raise TypeError(type(value).__name__)
+
+
+def decode_state(data, current=None):
+    """The value encode_state() encoded. A random generator is restored in place into `current`, so the
+    objects that share it keep sharing it."""
+    if not isinstance(data, dict):
+        return data
+    if "ndarray" in data:
+        array = np.array(data["ndarray"])
+        return array[()] if data["scalar"] else array
+    if "generator" in data:
+        if isinstance(current, np.random.Generator):
+            generator = current
+        else:
+            generator = np.random.Generator(getattr(np.random, data["generator"]["bit_generator"])())
+        generator.bit_generator.state = data["generator"]
+        return generator
+    if "deque" in data:
+        return deque((decode_state(item) for item in data["deque"]), maxlen=data["maxlen"])
+    if "list" in data or "tuple" in data:
+        items = [decode_state(item) for item in data.get("list", data.get("tuple"))]
+        return items if "list" in data else tuple(items)
+    return {key: decode_state(item) for key, item in data["dict"].items()}
+
+
+class ResumableEnv(gym.Wrapper):
+    """The outermost wrapper of every env: reads and restores the state of the env below it, so that a vector
+    env of either kind can checkpoint its envs through `envs.call` (an AsyncVectorEnv runs this in its worker
+    processes, where the envs live)."""
+
+    def __init__(self, env: gym.Env, idx: int):
+        super().__init__(env)
+        self.idx = idx  # which of the vector env's states is this env's
+
+    def get_state(self) -> Optional[list]:
+        """Everything the env needs to go on exactly where it is, as plain data, one dict per layer: every wrapper's
+        and the env's own attributes that are numbers, arrays, random generators or containers of them (episode
+        counters, time limits, frame stacks, RNGs, classic-control physics), the emulator state of an Atari game,
+        and the arrays of a MuJoCo simulation. None when the env keeps its state where it cannot be read: Box2D
+        worlds (LunarLander, BipedalWalker, CarRacing)."""
+        if "box2d" in type(self.env.unwrapped).__module__:
+            return None
+        layers, layer = [], self.env
+        while True:
+            fields = {}
+            if not isinstance(layer, gym.wrappers.RecordVideo):  # its frames are a video in progress, not env state
+                for name, value in vars(layer).items():
+                    if name in ("env", "episode_start_time"):  # the next layer; a wall-clock time
+                        continue
+                    try:
+                        fields[name] = encode_state(value)
+                    except TypeError:  # not plain data: spaces, specs, functions, the emulator and simulator handles
+                        pass
+            if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is layer.unwrapped:
+                ale_state = layer.ale.cloneState(include_rng=True).serialize()
+                fields["ale state"] = np.frombuffer(ale_state, dtype=np.uint8).copy()
+            if type(getattr(layer, "data", None)).__name__ == "MjData":
+                arrays = [name for name in dir(layer.data) if not name.startswith("_")]
+                arrays = [name for name in arrays if isinstance(getattr(layer.data, name), np.ndarray)]
+                fields["mujoco data"] = {name: getattr(layer.data, name).copy() for name in arrays}
+                fields["mujoco time"] = layer.data.time
+            layers.append(fields)
+            if layer is layer.unwrapped:
+                return layers
+            layer = layer.env
+
+    def set_state(self, states: list) -> None:
+        """Put back this env's entry of `states` (what get_state() returned, for every env of the vector env) into
+        a freshly made (and reset) env of the same kind."""
+        layer = self.env
+        for fields in states[self.idx]:
+            for name, data in fields.items():
+                if name == "ale state":
+                    layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.tobytes()))
+                elif name == "mujoco data":
+                    for array_name, array in data.items():
+                        target = getattr(layer.data, array_name)
+                        if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed
+                            target[...] = array
+                elif name == "mujoco time":
+                    layer.data.time = data
+                else:
+                    setattr(layer, name, decode_state(data, getattr(layer, name, None)))
+            layer = getattr(layer, "env", None)
+
+
+def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
+    """The state of every env of the vector env (ResumableEnv.get_state), or None if one cannot be read. The envs
+    return numpy arrays, made tensors here: a tensor sent from an AsyncVectorEnv worker goes through torch's shared
+    memory, which can deadlock in a forked worker."""
+    states = list(envs.call("get_state"))
+    return None if any(state is None for state in states) else map_arrays(states, torch.from_numpy)
+
+
+def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
+    """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
+    envs.call("set_state", map_arrays(states, lambda tensor: tensor.numpy()))  # numpy to the workers, as above
+
+
+def map_arrays(data, convert):
+    """`data` (nested dicts, lists and tuples) with convert() applied to each array or tensor in it."""
+    if isinstance(data, dict):
+        return {key: map_arrays(item, convert) for key, item in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(map_arrays(item, convert) for item in data)
+    return convert(data) if isinstance(data, (np.ndarray, torch.Tensor)) else data
+
+
+def seed_everything(seed: int, torch_deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+def rng_state(rngs: dict) -> dict:
+    """The state of every random number generator the training loop draws from, as plain data: the global ones and
+    each seed's minibatch shuffler and action-noise generator."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "minibatch": [rng.bit_generator.state for rng in rngs["minibatch"]],
+        "actions": [generator.get_state() for generator in rngs["actions"]],
+    }
+
+
+def restore_rng_state(state: dict, rngs: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for rng, saved in zip(rngs["minibatch"], state["minibatch"]):
+        rng.bit_generator.state = saved
+    for generator, saved in zip(rngs["actions"], state["actions"]):
+        generator.set_state(saved)
+
+
+def evaluate_checkpoint(args: Args, device: torch.device) -> None:
+    """--eval-checkpoint: play --eval-episodes episodes with a saved model and print their mean return: one seed's
+    model.pt (or its run directory), or every seed of a checkpoint.pt of this script."""
+    if os.path.basename(args.eval_checkpoint) == "checkpoint.pt":
+        payloads = seed_payloads(load_checkpoint(args.eval_checkpoint))
+    else:
+        payloads = [load_model(args.eval_checkpoint)]
+    check_env(payloads[0]["env_id"])
+    for payload in payloads:
+        video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
+        returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seeds[0], device, video_dir)
+        print(
+            f"{payload['env_id']} seed {payload['args']['seed']}: mean return {np.mean(returns):.2f} "
+            f"+- {np.std(returns):.2f} over {len(returns)} episodes "
+            f"({'greedy' if args.eval_deterministic else 'sampled'} actions)"
+            + (f"; videos in {video_dir}" if video_dir else "")
+        )
+
+
+def seed_payloads(checkpoint: dict) -> list:
+    """Each seed of a checkpoint of this script as a saved model of ppo_discrete.py, for evaluate()."""
+    num_seeds, obs_dim, _ = checkpoint["model"]["critic.0"].shape
+    num_actions = checkpoint["model"]["actor.4"].shape[2]
+    agent = BatchedAgent([Agent(obs_dim, num_actions) for _ in range(num_seeds)])
+    agent.load_state_dict(checkpoint["model"])
+    args, payloads = Args(**checkpoint["args"]), []
+    for k in range(num_seeds):
+        payloads.append({
+            "env_id": checkpoint["env_id"], "args": seed_args(args, k), "path": checkpoint["path"],
+            "model": agent.unstack(k, Agent(obs_dim, num_actions)).state_dict(),
+        })  # fmt: skip
+    return payloads
+
+
+def evaluate(
+    payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device, video_dir: Optional[str] = None
+) -> list:
+    """Run `episodes` full episodes with a saved agent; returns their undiscounted returns. With a video_dir,
+    records episodes 0, 1, 8, 27, ... there (gymnasium's RecordVideo schedule)."""
+    env_id = payload["env_id"]
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(env_id, 0, video_dir is not None, video_dir or "")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+    agent = Agent(int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)).to(device)
+    agent.load_state_dict(payload["model"])
+    torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
+    obs, _ = envs.reset(seed=seed)
+    episodic_returns = []
+    while len(episodic_returns) < episodes:
+        with torch.inference_mode():
+            action = agent.sample_action(
+                torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic
+            )
+        obs, _, _, _, infos = envs.step(action.cpu().numpy())
+        if "final_info" in infos and "episode" in infos["final_info"]:
+            episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
+    envs.close()
+    return episodic_returns[:episodes]
+
+
+class Progress:
+    """The console line: step (each seed's), SPS (each seed's, and all seeds' together), the mean, min and max over
+    the seeds of their mean recent return, elapsed and remaining time, every `interval` seconds and at the end."""
+
+    def __init__(self, interval: float, num_iterations: int, batch_size: int, start_time: float, num_seeds: int):
+        self.interval, self.num_iterations, self.batch_size = interval, num_iterations, batch_size
+        self.start_time, self.last_line, self.num_seeds = start_time, time.time(), num_seeds
+
+    def report(self, iteration: int, global_step: int, recent_returns: list) -> None:
+        now = time.time()
+        if now - self.last_line < self.interval and iteration != self.num_iterations:
+            return
+        self.last_line = now
+        sps = int(global_step / (now - self.start_time))
+        eta = (self.num_iterations - iteration) * self.batch_size / max(sps, 1)
+        print(
+            f"step {global_step:>9,}/{self.num_iterations * self.batch_size:,} "
+            f"({100 * iteration / self.num_iterations:3.0f}%) | SPS {sps:>6,} x {self.num_seeds} seeds "
+            f"| return {seed_returns(recent_returns)} | elapsed {format_seconds(now - self.start_time)} "
+            f"| left {format_seconds(eta)}",
+            flush=True,
+        )
+
+
+def seed_returns(recent_returns: list) -> str:
+    """'mean (min, max) over n seeds' of the seeds' mean recent returns, those of seeds with an episode yet."""
+    means = [np.mean(seed_returns) for seed_returns in recent_returns if seed_returns]
+    if not means:
+        return "n/a"
+    return f"{np.mean(means):.1f} (min {np.min(means):.1f}, max {np.max(means):.1f}) over {len(means)} seeds"
+
+
+def print_summary(global_step: int, start_time: float, recent_returns: list, run_dir: str, num_seeds: int) -> None:
+    elapsed = time.time() - start_time
+    print(
+        f"done: {global_step:,} steps x {num_seeds} seeds in {format_seconds(elapsed)} "
+        f"({int(num_seeds * global_step / elapsed):,} seed-steps per second) "
+        f"| return over the last 100 episodes {seed_returns(recent_returns)} | first run {run_dir}"
+    )
+
+
+def describe(error: BaseException) -> str:
+    """ "TypeName: first line of its message", for one-line error reports."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def flatten_parameters(agent: nn.Module) -> torch.Tensor:
+    """Moves the agent's parameters (num_seeds, ...) into one tensor (num_seeds, num_params), and their gradients
+    into its .grad, leaving each parameter and gradient a view of them: row k holds seed k's parameters, so the
+    gradient norm of each seed is the norm of its row. Adam and gradient clipping run on one tensor instead of one
+    per layer. Backward adds into the gradient views in place, so the gradients are zeroed, never set to None."""
+    parameters = list(agent.parameters())
+    num_seeds, num_params = parameters[0].shape[0], sum(parameter[0].numel() for parameter in parameters)
+    flat_params = torch.zeros((num_seeds, num_params), device=parameters[0].device)
+    flat_params.grad = torch.zeros_like(flat_params)
+    # A parameter's rows lie num_params apart, which autograd warns about; it still adds into the views in place
+    warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+    offset = 0
+    for parameter in parameters:
+        strides = (num_params,) + parameter.stride()[1:]  # within a row, the parameter's own layout
+        parameter.data = flat_params.as_strided(parameter.shape, strides, offset).copy_(parameter.detach())
+        parameter.grad = flat_params.grad.as_strided(parameter.shape, strides, offset)
+        offset += parameter[0].numel()
+    return flat_params
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as error:
+        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except RunError as error:
+        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
