@@ -4,12 +4,13 @@ Modules, one job each (README.md in this folder says how to use them):
 
 Run sweeps (local and Slurm)
     sweep         the command line: `python -m benchmark.sweep ...` and `python -m benchmark.sweep status ...`
-    manifest      what a sweep is: its runs (script x env id x seed + extra arguments), their names and paths
-    run_one       one attempt of one run, with its stop signals and resumption (also the Slurm array task)
+    manifest      what a sweep is: its runs (script x env id x seed + extra arguments) and jobs (what one process
+                  trains: a run, or a batched script's seeds of one env id), their names and paths
+    run_one       one attempt of one job, with its stop signals and resumption (also the Slurm array task)
     run_result    a run's result file (results/NAME.json in the sweep): complete, interrupted or failed
-    local         the local backend: a pool of worker processes with live progress
+    local         the local backend: a pool of worker processes (a job each) with live progress
     slurm         the Slurm backend: one `sbatch --array` job, and its tasks' states from squeue/scontrol
-    status        the state of every run of a sweep, from result files, run locks and the Slurm queue
+    status        the state of every run of a sweep, from result files, job locks and the Slurm queue
 
 Aggregate and report (tables, plots, curves)
     events        reading scalars from TensorBoard event files

@@ -1,8 +1,9 @@
-"""The local backend: run a sweep's runs as child processes, at most `workers` at a time, with live progress.
+"""The local backend: run a sweep's jobs as child processes, at most `workers` at a time, with live progress.
 
-One loop in one thread starts runs, reaps the ones that exit (os.wait4, so each run's own peak memory is
-known) and prints a line whenever a run starts or ends, plus a summary line every `progress_interval`
-seconds. A failed run is recorded and the others go on.
+One loop in one thread starts jobs (a run each, or a batched script's seeds of one env id), reaps the ones
+that exit (os.wait4, so each job's own peak memory is known) and prints a line whenever a job starts or ends,
+plus a summary line (counting runs) every `progress_interval` seconds. A failed job is recorded and the others
+go on.
 
 Ctrl-C or SIGTERM to the sweep stops it: no new run starts, and each running script, which runs in its own
 session so that only this runner signals it, gets one SIGTERM or SIGINT (benchmark.run_one.forward_stop),
@@ -19,15 +20,15 @@ from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
 from benchmark import run_one
-from benchmark.manifest import Manifest, SweepLayout
-from benchmark.run_result import INTERRUPTED, RunResult, is_complete
+from benchmark.manifest import JobSpec, Manifest, SweepLayout
+from benchmark.run_result import INTERRUPTED, RunResult, job_complete
 
 POLL_SECONDS = run_one.POLL_SECONDS
 STOP_TIMEOUT_S = 600.0  # after a stop request, scripts still running this long later are killed
 
 
 @dataclass
-class Progress:
+class Progress:  # in runs
     total: int
     skipped: int = 0  # already complete, or running in another process
     complete: int = 0
@@ -51,6 +52,10 @@ class Progress:
         )
 
 
+def runs_in(jobs: Sequence[JobSpec]) -> int:
+    return sum(len(job.runs) for job in jobs)
+
+
 def run_local(
     manifest: Manifest,
     layout: SweepLayout,
@@ -59,19 +64,17 @@ def run_local(
     progress_interval: float = 30.0,
     out: TextIO = sys.stdout,
 ) -> list[RunResult]:
-    """Run the runs at `indices` that are not complete; returns the results of the attempts made here.
-    Raises KeyboardInterrupt after a stop request (SIGINT or SIGTERM), once the running scripts have exited."""
-    progress = Progress(total=len(indices))
-    todo = []
-    for index in indices:
-        spec = manifest.runs[index]
-        if is_complete(layout, spec.name):
-            progress.skipped += 1
-        else:
-            todo.append(spec)
+    """Run the jobs at `indices` that are not complete; returns the result of each attempt made here (that of
+    its job's first run). Raises KeyboardInterrupt after a stop request (SIGINT or SIGTERM), once the running
+    scripts have exited."""
+    all_jobs = manifest.jobs
+    jobs = [all_jobs[index] for index in indices]
+    todo = [job for job in jobs if not job_complete(layout, job)]
+    progress = Progress(total=runs_in(jobs), skipped=runs_in(jobs) - runs_in(todo))
+    in_jobs = f" in {len(jobs)} job{'s' if len(jobs) > 1 else ''}" if len(jobs) != progress.total else ""
     print(
-        f"{len(indices)} runs: {progress.skipped} already complete, {len(todo)} to run with {workers} workers; "
-        f"logs in {layout.logs_dir}",
+        f"{progress.total} runs{in_jobs}: {progress.skipped} already complete, {runs_in(todo)} to run with "
+        f"{workers} workers; logs in {layout.logs_dir}",
         file=out,
         flush=True,
     )
@@ -83,23 +86,25 @@ def run_local(
     def on_signal(signum: int, _frame) -> None:  # only records: the loop below acts on it
         stop_signals.append(signum)
 
-    def report(result: RunResult) -> None:
+    def report(job: JobSpec, result: RunResult) -> None:
         results.append(result)
+        runs = len(job.runs)
+        progress.running -= runs
         if result.complete:
-            progress.complete += 1
+            progress.complete += runs
             print(
-                f"finished {result.name}: complete in {result.wall_time_s:.1f} s"
+                f"finished {job.label}: complete in {result.wall_time_s:.1f} s"
                 f"{' (resumed)' if result.resumed else ''} | {progress.line()}",
                 file=out,
                 flush=True,
             )
         elif result.status == INTERRUPTED:
-            progress.interrupted += 1
-            print(f"interrupted {result.name}: {result.reason} | {progress.line()}", file=out, flush=True)
+            progress.interrupted += runs
+            print(f"interrupted {job.label}: {result.reason} | {progress.line()}", file=out, flush=True)
         else:
-            progress.failed += 1
+            progress.failed += runs
             print(
-                f"FAILED {result.name}: {result.reason} (log: {layout.root / result.log}) | {progress.line()}",
+                f"FAILED {job.label}: {result.reason} (log: {layout.root / result.log}) | {progress.line()}",
                 file=out,
                 flush=True,
             )
@@ -110,17 +115,17 @@ def run_local(
     try:
         while (todo and not stop_signals) or running:
             while todo and len(running) < workers and not stop_signals:
-                spec = todo.pop(0)
+                job = todo.pop(0)
                 try:
-                    attempt = run_one.start(manifest, layout, spec, own_session=True)
+                    attempt = run_one.start(manifest, layout, job, own_session=True)
                 except run_one.RunBusy:
-                    progress.skipped += 1
-                    print(f"skipped {spec.name}: an attempt is running in another process", file=out, flush=True)
+                    progress.skipped += len(job.runs)
+                    print(f"skipped {job.label}: an attempt is running in another process", file=out, flush=True)
                     continue
                 running.append(attempt)
-                progress.running += 1
+                progress.running += len(job.runs)
                 resumed = f", resuming from its {run_one.CHECKPOINT_NAME}" if attempt.resumed else ""
-                print(f"started {spec.name} (attempt {attempt.number}{resumed})", file=out, flush=True)
+                print(f"started {job.label} (attempt {attempt.number}{resumed})", file=out, flush=True)
             time.sleep(POLL_SECONDS)
             if len(stop_signals) > announced:
                 announced = len(stop_signals)
@@ -131,7 +136,7 @@ def run_local(
                     "are killed",
                 )[min(announced, 3) - 1]
                 print(
-                    f"{name}: stopping; {len(running)} running scripts {what}; {len(todo)} runs not started",
+                    f"{name}: stopping; {len(running)} running scripts {what}; {runs_in(todo)} runs not started",
                     file=out,
                     flush=True,
                 )
@@ -153,8 +158,7 @@ def run_local(
                         run_one.send_signal(attempt, signal.SIGKILL)
                     continue
                 running.remove(attempt)
-                progress.running -= 1
-                report(result)
+                report(attempt.job, result)
             if time.monotonic() - last_progress >= progress_interval:
                 last_progress = time.monotonic()
                 print(progress.line(), file=out, flush=True)

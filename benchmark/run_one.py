@@ -1,12 +1,14 @@
-"""Run one run of a sweep and record its result; also the entry point of a Slurm array task:
+"""Run one job of a sweep (one run, or a batched script's seeds of one env id) and record the results of its
+runs; also the entry point of a Slurm array task:
 
-    python -m benchmark.run_one SWEEP_DIR_OR_MANIFEST INDEX
+    python -m benchmark.run_one SWEEP_DIR_OR_MANIFEST INDEX      # INDEX: the job's, in the manifest
 
-An attempt: take the run's lock (so two runners never run it at once); if an earlier attempt left a run
-directory with a checkpoint.pt, resume it (the script's --resume), else move a leftover run directory aside to
-NAME.failed-N (the scripts refuse an existing run directory, and its data is kept); start the script with its
-output appended to logs/NAME.log, and once the process has exited write results/NAME.json atomically with its
-status (complete, interrupted or failed), exit code, wall time, peak memory and the tail of its log.
+An attempt: take the job's lock (so two runners never run it at once); if an earlier attempt left the job's
+checkpoint.pt (in its first run's directory), resume it (the script's --resume), else move its runs' leftover
+run directories aside to NAME.failed-N (the scripts refuse an existing run directory, and its data is kept);
+start the script with its output appended to logs/NAME.log (NAME: the job's first run), and once the process
+has exited write each run's results/NAME.json atomically with the job's status (complete, interrupted or
+failed), exit code, wall time, peak memory and the tail of its log.
 
 Stopping. The scripts stop cleanly on SIGTERM or SIGINT: they finish the iteration in progress, write
 checkpoint.pt and exit with 128 + the signal number; a second signal stops them at once. The runner must
@@ -36,13 +38,13 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
 from benchmark import slurm
-from benchmark.manifest import Manifest, RunSpec, SweepError, SweepLayout, load_manifest, utc_now
-from benchmark.run_result import COMPLETE, FAILED, INTERRUPTED, RunResult, is_complete, read_result, write_result
+from benchmark.manifest import JobSpec, Manifest, SweepError, SweepLayout, load_manifest, utc_now
+from benchmark.run_result import COMPLETE, FAILED, INTERRUPTED, RunResult, job_complete, read_result, write_result
 
 LOG_TAIL_LINES = 30
 LOG_TAIL_CHARS = 6000
@@ -67,14 +69,14 @@ SLURM_SIGNAL_EARLY_S = 60
 
 
 class RunBusy(Exception):
-    """Another process holds the run's lock: an attempt of this run is in progress elsewhere."""
+    """Another process holds the job's lock: an attempt of this job is in progress elsewhere."""
 
 
 @dataclass
 class Attempt:
-    """A started attempt whose process has not been waited for yet."""
+    """A started attempt of a job whose process has not been waited for yet."""
 
-    spec: RunSpec
+    job: JobSpec
     number: int
     command: list[str]
     process: subprocess.Popen
@@ -85,7 +87,7 @@ class Attempt:
     started_monotonic: float
     resumed: bool = False  # started with --resume on the run directory's checkpoint
     own_session: bool = False  # the script runs in its own session: signals reach it only through the runner
-    previous: Optional[RunResult] = None  # the run's result before this attempt
+    previous: Optional[RunResult] = None  # the result of the job's first run before this attempt
     # Stopping (see the module docstring): signals the runner received, and those it sent to the script
     received: list[int] = field(default_factory=list)
     received_at: Optional[float] = None  # time.monotonic() of the first
@@ -109,7 +111,8 @@ def try_lock(path: Path) -> Optional[int]:
 
 
 def is_running(layout: SweepLayout, name: str) -> bool:
-    """Whether some process on this machine (or sharing this file system's locks) is running the run."""
+    """Whether some process on this machine (or sharing this file system's locks) is running the job `name`
+    (a job's name: that of its first run)."""
     fd = try_lock(layout.lock(name))
     if fd is None:
         return True
@@ -145,29 +148,29 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec, own_session: bool = False) -> Attempt:
-    """Start an attempt of `spec`; with `own_session`, the script runs in a new session (see the module
+def start(manifest: Manifest, layout: SweepLayout, job: JobSpec, own_session: bool = False) -> Attempt:
+    """Start an attempt of `job`; with `own_session`, the script runs in a new session (see the module
     docstring). Raises RunBusy when another attempt is in progress."""
-    lock_fd = try_lock(layout.lock(spec.name))
+    lock_fd = try_lock(layout.lock(job.name))
     if lock_fd is None:
-        raise RunBusy(spec.name)
+        raise RunBusy(job.label)
     try:
-        run_dir = layout.run_dir(spec.name)
-        resume = (run_dir / CHECKPOINT_NAME).is_file()
-        moved = None if resume else move_aside(run_dir)
-        previous = read_result(layout, spec.name)
-        earlier = len(list(layout.runs_dir.glob(f"{spec.name}.failed-*")))
-        log_path = layout.log(spec.name)
+        resume = (layout.run_dir(job.name) / CHECKPOINT_NAME).is_file()
+        moved = [] if resume else [move_aside(layout.run_dir(run.name)) for run in job.runs]
+        previous = read_result(layout, job.name)
+        earlier = len(list(layout.runs_dir.glob(f"{job.name}.failed-*")))
+        log_path = layout.log(job.name)
         number = 1 + max(previous.attempt if previous else 0, earlier, logged_attempts(log_path))
-        command = spec.command(
+        command = job.command(
             manifest.python, layout.runs_dir, manifest.threads_per_run, manifest.checkpoint_every, resume=resume
         )
         layout.logs_dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
-            header = f"===== attempt {number} of {spec.name}, started {utc_now()} on {socket.gethostname()}\n"
-            if moved is not None:
+            header = f"===== attempt {number} of {job.label}, started {utc_now()} on {socket.gethostname()}\n"
+            if any(moved):
                 header += (
-                    f"===== moved the run directory of an unfinished attempt (no {CHECKPOINT_NAME}) to {moved.name}\n"
+                    f"===== moved the run directory of an unfinished attempt (no {CHECKPOINT_NAME}) to "
+                    f"{', '.join(path.name for path in moved if path)}\n"
                 )
             if resume:
                 header += f"===== resuming the run directory of an unfinished attempt from its {CHECKPOINT_NAME}\n"
@@ -175,7 +178,7 @@ def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec, own_session: b
             log_file.write(header.encode())
             log_file.flush()
             log_offset = log_file.tell()
-            # The child inherits the lock descriptor: the run stays locked while the script runs, even if
+            # The child inherits the lock descriptor: the job stays locked while the script runs, even if
             # this runner dies first.
             process = subprocess.Popen(
                 command, cwd=manifest.workdir, env=child_env(manifest.threads_per_run), start_new_session=own_session,
@@ -185,7 +188,7 @@ def start(manifest: Manifest, layout: SweepLayout, spec: RunSpec, own_session: b
         os.close(lock_fd)
         raise
     return Attempt(
-        spec,
+        job,
         number,
         command,
         process,
@@ -248,15 +251,19 @@ def total_wall_time(attempt: Attempt, wall_time_s: float) -> Optional[float]:
 def finish(
     layout: SweepLayout, attempt: Attempt, wait_status: int, rusage: Optional[resource.struct_rusage]
 ) -> RunResult:
-    """Record the result of an attempt whose process has been reaped, and release the run's lock."""
+    """Record the result of an attempt whose process has been reaped, one result file for each run of its job,
+    and release the job's lock. Returns the result of the job's first run (the others differ only in their
+    name and run directory)."""
     exit_code = os.waitstatus_to_exitcode(wait_status)
     attempt.process.returncode = exit_code  # reaped with os.wait4; tell Popen
-    run_dir = layout.run_dir(attempt.spec.name)
-    has_events = any(run_dir.glob("events.out.tfevents.*"))
-    has_checkpoint = (run_dir / CHECKPOINT_NAME).is_file()
+    run_dirs = [layout.run_dir(run.name) for run in attempt.job.runs]
+    without_events = [run_dir.name for run_dir in run_dirs if not any(run_dir.glob("events.out.tfevents.*"))]
+    has_checkpoint = (run_dirs[0] / CHECKPOINT_NAME).is_file()
     output = read_output(attempt.log_path, attempt.log_offset)
     tail = log_tail(output)
-    reason = failure_reason(exit_code, tail, has_events)
+    reason = failure_reason(exit_code, tail, not without_events)
+    if reason and exit_code == 0 and attempt.job.batched:
+        reason += f" in {', '.join(without_events)}"
     resumed = RESUMED_LINE.search(output)
     stopped = STOPPED_LINE.search(output)
     if not reason:
@@ -269,14 +276,15 @@ def finish(
         status = FAILED
         if attempt.resumed and exit_code == 2:
             reason += (
-                f" (while resuming {run_dir.relative_to(layout.root)}: move that directory aside to start the run over)"
+                f" (while resuming {run_dirs[0].relative_to(layout.root)}: move that directory aside to start the "
+                f"{'job' if attempt.job.batched else 'run'} over)"
             )
         elif has_checkpoint:
             reason += "; its checkpoint is kept: the next attempt resumes from it"
     wall_time_s = round(time.monotonic() - attempt.started_monotonic, 3)
     slurm_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    result = RunResult(
-        name=attempt.spec.name,
+    first = RunResult(
+        name=attempt.job.name,
         status=status,
         exit_code=exit_code,
         reason=reason,
@@ -288,7 +296,7 @@ def finish(
         peak_rss_mb=round(rusage.ru_maxrss / 1024, 1) if rusage is not None else None,  # ru_maxrss is in KiB on Linux
         log=str(attempt.log_path.relative_to(layout.root)),
         log_tail=tail,
-        run_dir=str(run_dir.relative_to(layout.root)),
+        run_dir=str(run_dirs[0].relative_to(layout.root)),
         host=socket.gethostname(),
         slurm_job=f"{slurm_job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if slurm_job else None,
         resumed=attempt.resumed,
@@ -298,10 +306,11 @@ def finish(
         wall_time_total_s=total_wall_time(attempt, wall_time_s),
     )
     try:
-        write_result(layout, result)
+        for run, run_dir in zip(attempt.job.runs, run_dirs):
+            write_result(layout, replace(first, name=run.name, run_dir=str(run_dir.relative_to(layout.root))))
     finally:
         os.close(attempt.lock_fd)
-    return result
+    return first
 
 
 def send_signal(attempt: Attempt, signum: int) -> None:
@@ -427,22 +436,23 @@ def requeue_after_time_limit_warning(layout: SweepLayout, attempt: Attempt, resu
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmark.run_one", description="Run one run of a sweep (the Slurm array task)."
+        prog="python -m benchmark.run_one", description="Run one job of a sweep (the Slurm array task)."
     )
     parser.add_argument("sweep", type=Path, help="the sweep directory or its manifest.json")
-    parser.add_argument("index", type=int, help="the run's index in the manifest (SLURM_ARRAY_TASK_ID)")
+    parser.add_argument("index", type=int, help="the job's index in the manifest (SLURM_ARRAY_TASK_ID)")
     args = parser.parse_args(argv)
     layout = SweepLayout(args.sweep.parent if args.sweep.is_file() else args.sweep)
     try:
         manifest = load_manifest(layout)
-        if not 0 <= args.index < len(manifest.runs):
-            raise SweepError(f"index {args.index} is not in 0..{len(manifest.runs) - 1}")
+        jobs = manifest.jobs
+        if not 0 <= args.index < len(jobs):
+            raise SweepError(f"index {args.index} is not in 0..{len(jobs) - 1}")
     except SweepError as error:
         print(f"run_one: error: {error}", file=sys.stderr)
         return 2
-    spec = manifest.runs[args.index]
-    if is_complete(layout, spec.name):
-        print(f"{spec.name}: already complete; nothing to do")
+    job = jobs[args.index]
+    if job_complete(layout, job):
+        print(f"{job.label}: already complete; nothing to do")
         return 0
 
     # scancel, requeue, preemption or the time limit: the script stops with a checkpoint, the result is
@@ -460,31 +470,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if early:
             print(
-                f"{spec.name}: {signal.Signals(early[0]).name} before the script started; not starting it",
+                f"{job.label}: {signal.Signals(early[0]).name} before the script started; not starting it",
                 file=sys.stderr,
             )
             return 128 + early[0]
         try:
-            attempt = start(manifest, layout, spec)  # in this process group: see the module docstring
+            attempt = start(manifest, layout, job)  # in this process group: see the module docstring
         except RunBusy:
-            print(f"{spec.name}: another attempt is running; nothing to do")
+            print(f"{job.label}: another attempt is running; nothing to do")
             return 0
         for signum in early:
             request_stop(attempt, signum)
         print(
-            f"{spec.name}: attempt {attempt.number}{' (resumed)' if attempt.resumed else ''}: "
+            f"{job.label}: attempt {attempt.number}{' (resumed)' if attempt.resumed else ''}: "
             f"{' '.join(attempt.command)}",
             flush=True,
         )
         result = supervise(layout, attempt)
         print(
-            f"{spec.name}: {result.status}{': ' + result.reason if result.reason else ''} "
+            f"{job.label}: {result.status}{': ' + result.reason if result.reason else ''} "
             f"({result.wall_time_s:.1f} s, peak RSS {result.peak_rss_mb} MB)",
             flush=True,
         )
         requeued = requeue_after_time_limit_warning(layout, attempt, result)
         if requeued:
-            print(f"{spec.name}: {requeued}", flush=True)
+            print(f"{job.label}: {requeued}", flush=True)
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)

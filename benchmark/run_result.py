@@ -1,6 +1,7 @@
 """A run's result file (results/NAME.json): what happened to its last attempt.
 
-Written atomically by the runner after the run's process has exited. A run is complete exactly when this
+Written atomically by the runner after the run's process has exited (the process of its job: for a batched job,
+one file per run, alike but for the run's name and directory). A run is complete exactly when this
 file exists and says "complete" (exit code 0 and TensorBoard events present). "interrupted": the script was
 stopped by SIGTERM or SIGINT (exit code 143 or 130) and its run directory holds a checkpoint.pt, so the next
 attempt resumes it; "failed": anything else. A run dir without a result file is the leftover of a killed
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmark.atomic import read_json, write_json_atomic
-from benchmark.manifest import SweepLayout
+from benchmark.manifest import JobSpec, SweepLayout
 
 COMPLETE = "complete"
 FAILED = "failed"
@@ -74,3 +75,7 @@ def read_result(layout: SweepLayout, name: str) -> Optional[RunResult]:
 def is_complete(layout: SweepLayout, name: str) -> bool:
     result = read_result(layout, name)
     return result is not None and result.complete
+
+
+def job_complete(layout: SweepLayout, job: JobSpec) -> bool:
+    return all(is_complete(layout, run.name) for run in job.runs)

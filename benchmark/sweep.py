@@ -11,6 +11,11 @@ reruns failed or unfinished ones; adding seeds or env ids extends the sweep. Run
 preemption, requeue or time limit) writes one as it stops: its next attempt resumes from it. Exit codes: 0
 when every run is complete (or, for a Slurm submission without --wait, when the job was submitted), 1 when
 some failed or did not finish, 2 on bad input, 130 when the local backend was interrupted.
+
+With --batch-seeds, each script's batched variant (SCRIPT_seeds.py, which trains several seeds in one process)
+runs once per env id with all the seeds: one job (one local worker's process, one Slurm array task) per env id
+instead of one per run. Its runs are named after the batched script, so they are other runs than the
+script's own; seeds added later to an env id whose job exists run as a new job.
 """
 
 import argparse
@@ -21,7 +26,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from benchmark import local, slurm
-from benchmark.manifest import SweepError, SweepLayout, create_or_extend, expand_runs, load_manifest
+from benchmark.manifest import (
+    SweepError,
+    SweepLayout,
+    batched_script,
+    create_or_extend,
+    expand_runs,
+    load_manifest,
+)
 from benchmark.status import format_table, run_statuses, summary_line, wait_until_final
 
 
@@ -65,6 +77,13 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-ids", nargs="+", action="extend", required=True, help="gymnasium env ids")
     parser.add_argument("--seeds", nargs="+", action="extend", type=int, required=True, help="seeds")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory, e.g. benchmark/runs/NAME")
+    parser.add_argument(
+        "--batch-seeds",
+        action="store_true",
+        help="train the seeds of each script and env id in one process: runs the script's batched variant "
+        "(ppo_discrete.py -> ppo_discrete_seeds.py) once per env id with all the seeds; its runs are named "
+        "after it, so they are other runs than the script's own",
+    )
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
     parser.add_argument(
         "--threads-per-run",
@@ -80,19 +99,19 @@ def run_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     local_group = parser.add_argument_group("local backend")
     local_group.add_argument(
-        "--workers", type=positive_int, default=None, help="runs at once (default: CPU cores // threads per run)"
+        "--workers", type=positive_int, default=None, help="jobs at once (default: CPU cores // threads per run)"
     )
     local_group.add_argument(
         "--progress-interval", type=float, default=30.0, help="seconds between progress summary lines"
     )
     slurm_group = parser.add_argument_group("slurm backend (one sbatch --array job)")
     slurm_group.add_argument("--partition", default=None)
-    slurm_group.add_argument("--time", default=None, help="time limit per run, e.g. 8:00:00")
+    slurm_group.add_argument("--time", default=None, help="time limit per job (array task), e.g. 8:00:00")
     slurm_group.add_argument("--cpus-per-task", type=positive_int, default=None, help="default: --threads-per-run")
     slurm_group.add_argument("--gpus-per-task", type=int, default=0)
-    slurm_group.add_argument("--mem", default=None, help="memory per run, e.g. 8G")
+    slurm_group.add_argument("--mem", default=None, help="memory per job (array task), e.g. 8G")
     slurm_group.add_argument(
-        "--max-concurrent", type=positive_int, default=None, help="array throttle: at most N runs at once (%%N)"
+        "--max-concurrent", type=positive_int, default=None, help="array throttle: at most N jobs at once (%%N)"
     )
     slurm_group.add_argument("--job-name", default=None, help="default: benchmark-<sweep dir name>")
     slurm_group.add_argument(
@@ -186,20 +205,34 @@ def check_time_and_grace(time_limit: Optional[str], stop_grace: int) -> None:
         )
 
 
+def scripts_to_run(scripts: Sequence[str], batch_seeds: bool) -> list[str]:
+    """The scripts as given or, with --batch-seeds, their batched variants; refuses a script that is missing
+    or has no batched variant. (A batched script given as such runs batched either way.)"""
+    for script in scripts:
+        if not Path(script).is_file():
+            raise SweepError(f"no script {script!r} (relative to {Path.cwd()})")
+    if not batch_seeds:
+        return list(scripts)
+    for script in scripts:
+        if not Path(batched_script(script)).is_file():
+            raise SweepError(
+                f"--batch-seeds: {script} has no batched variant {batched_script(script)!r} (a script that trains "
+                "several seeds in one process); run it without --batch-seeds"
+            )
+    return [batched_script(script) for script in scripts]
+
+
 def main_run(argv: Sequence[str]) -> int:
     own_args, extra_args = split_extra(argv)
     args = run_parser().parse_args(own_args)
-    for script in args.scripts:
-        if not Path(script).is_file():
-            raise SweepError(f"no script {script!r} (relative to {Path.cwd()})")
     layout = SweepLayout(args.out)
-    runs = expand_runs(args.scripts, args.env_ids, args.seeds, extra_args)
+    runs = expand_runs(scripts_to_run(args.scripts, args.batch_seeds), args.env_ids, args.seeds, extra_args)
     if args.backend == "slurm":
         check_time_and_grace(args.time, args.stop_grace)
     manifest, indices = create_or_extend(
         layout, runs, args.threads_per_run, Path.cwd(), checkpoint_every=args.checkpoint_every
     )
-    print(f"sweep {layout.root}: {len(indices)} runs of {len(manifest.runs)} in the manifest")
+    print(f"sweep {layout.root}: {len(runs)} runs of {len(manifest.runs)} in the manifest")
 
     if args.backend == "local":
         workers = args.workers or max(1, (os.cpu_count() or 1) // args.threads_per_run)
@@ -220,10 +253,10 @@ def main_run(argv: Sequence[str]) -> int:
     if not available:
         raise SweepError(f"Slurm is not reachable: {reason}")
     active = {index for index, task in slurm.sweep_task_states(layout).items() if task.active}
-    statuses = run_statuses(manifest, layout)
-    todo = [index for index in indices if statuses[index].state != "complete" and index not in active]
+    incomplete = {status.index for status in run_statuses(manifest, layout) if status.state != "complete"}
+    todo = [index for index in indices if index in incomplete and index not in active]
     if not todo:
-        print(f"nothing to submit: {len(active & set(indices))} runs queued or running, the rest complete")
+        print(f"nothing to submit: {len(active & set(indices))} jobs queued or running, the rest complete")
     else:
         options = slurm.SlurmOptions(
             partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task or args.threads_per_run,

@@ -269,7 +269,7 @@ def stand_in(tmp_path):
     started = []
 
     def start(own_session: bool) -> run_one.Attempt:
-        attempt = run_one.start(manifest, layout, manifest.runs[0], own_session=own_session)
+        attempt = run_one.start(manifest, layout, manifest.jobs[0], own_session=own_session)
         started.append(attempt)
         wait_for(lambda: "ready" in run_one.read_output(attempt.log_path, attempt.log_offset), "the stand-in to start")
         return attempt

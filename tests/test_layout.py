@@ -19,13 +19,16 @@ PPO_PIECES = {
     "kl_estimators", "explained_variance", "update_statistics",
     "RunningMeanStd", "normalize_obs", "RewardScaler",  # ppo_continuous.py: observation and reward normalization
     "EpisodicLife", "FireReset",  # ppo_atari.py: the Atari wrappers
+    "BatchedAgent", "stack_linear_layers", "batched_mlp", "by_env", "seed_axis", "SeedAdam",  # ppo_*_seeds.py
 }  # fmt: skip
 BUDGETS = {"ppo_discrete.py": 500, "ppo_continuous.py": 560, "ppo_atari.py": 640}  # last line of main()
-MAIN_BUDGET = 200
+# The seeds variants: the parent's budget plus the batched agent and Adam above main() and a longer main()
+BUDGETS.update({"ppo_discrete_seeds.py": 660, "ppo_continuous_seeds.py": 740})
+MAIN_BUDGETS = {"ppo_discrete_seeds.py": 240, "ppo_continuous_seeds.py": 240}  # 200 for the others
 BANNER = "# Everything below runs the job, not PPO"
 
 
-def layout_problems(source: str, budget: int) -> list:
+def layout_problems(source: str, budget: int, main_budget: int = 200) -> list:
     """What breaks the layout in one script's source: plumbing above main(), a missing banner, a budget overrun."""
     tree = ast.parse(source)
     definitions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
@@ -41,14 +44,14 @@ def layout_problems(source: str, budget: int) -> list:
         problems.append("no banner right after main()")
     if main.end_lineno > budget:
         problems.append(f"main() ends at line {main.end_lineno}, over {budget}")
-    if main.end_lineno - main.lineno + 1 > MAIN_BUDGET:
-        problems.append(f"main() is {main.end_lineno - main.lineno + 1} lines, over {MAIN_BUDGET}")
+    if main.end_lineno - main.lineno + 1 > main_budget:
+        problems.append(f"main() is {main.end_lineno - main.lineno + 1} lines, over {main_budget}")
     return problems
 
 
 @pytest.mark.parametrize("script", list(BUDGETS))
 def test_ppo_first_plumbing_below_main_within_budget(script):
-    assert layout_problems((REPO / script).read_text(), BUDGETS[script]) == []
+    assert layout_problems((REPO / script).read_text(), BUDGETS[script], MAIN_BUDGETS.get(script, 200)) == []
 
 
 def test_the_layout_check_can_fail():

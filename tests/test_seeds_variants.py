@@ -102,7 +102,9 @@ def test_each_of_three_seeds_is_the_parent_at_its_seed_with_its_own_kl_early_sto
         # Each seed stops its update where the parent at that seed stops, in every iteration
         assert variant["charts/update_epochs_done"] == parent["charts/update_epochs_done"]
         epochs_done.append(tuple(value for _, value in parent["charts/update_epochs_done"]))
-    assert any(value < 3 for done in epochs_done for value in done), "the KL early stop never came: lower KL_STOP's target"
+    assert any(value < 3 for done in epochs_done for value in done), (
+        "the KL early stop never came: lower KL_STOP's target"
+    )
     assert len(set(epochs_done)) > 1, "every seed stopped at the same minibatch: the test cannot tell them apart"
 
 

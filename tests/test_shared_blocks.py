@@ -117,9 +117,7 @@ def test_the_checker_sees_drift():
     """The comparison itself can fail: a one-character change in a shared function or section is caught."""
     reference = (REPO / "ppo_discrete.py").read_text()
     assert drift(reference, reference, "ppo_continuous.py") == []
-    changed_function = reference.replace(
-        "lastgaelam = deltas[t] + decay[t] * lastgaelam", "lastgaelam = deltas[t] + decay[t] * lastgaelam * 1"
-    )
+    changed_function = reference.replace("advantages[..., t, :] = lastgaelam", "advantages[..., t, :] = lastgaelam * 1")
     assert drift(reference, changed_function, "ppo_continuous.py") == ["compute_gae differs"]
     changed_section = reference.replace("loss.backward()", "loss.backward()  # changed")
     assert drift(reference, changed_section, "ppo_continuous.py") == ["main() section 'Update' differs"]
@@ -148,4 +146,59 @@ def test_main_sections_cover_the_algorithm():
         "Logging",
         "Checkpoint",
         "Finish",
+    ]
+
+
+# The seeds variants against their parents: a block of the same name is the parent's line for line, except those
+# that batching seeds changes (what `diff ppo_continuous.py ppo_continuous_seeds.py` shows); the parent's other
+# blocks must all be there. Args: the same fields, docstrings and order, --seeds in place of --seed.
+VARIANTS = {"ppo_continuous_seeds.py": "ppo_continuous.py", "ppo_discrete_seeds.py": "ppo_discrete.py"}
+BATCHING_CHANGES = {
+    "Args", "main", "update_statistics", "check_args", "run_directory", "start_tracking", "close_tracking",
+    "StopOnSignal", "stop_if_not_finite", "save_checkpoint", "save_and_evaluate_model", "write_atomically",
+    "load_model", "load_checkpoint", "read_payload", "restore_training", "rng_state", "restore_rng_state",
+    "evaluate_checkpoint", "Progress", "print_summary", "flatten_parameters",
+}  # fmt: skip
+SEED_FIELDS = {"seed": "seeds"}
+
+
+def variant_drift(parent: str, variant: str) -> list:
+    problems = []
+    parent_blocks, variant_blocks = top_level_blocks(parent), top_level_blocks(variant)
+    for name, text in parent_blocks.items():
+        if name in BATCHING_CHANGES:
+            continue
+        if name not in variant_blocks:
+            problems.append(f"{name} is missing")
+        elif variant_blocks[name] != text:
+            problems.append(f"{name} differs")
+    parent_fields = [(SEED_FIELDS.get(name, name), doc) for name, doc in args_fields(parent)]
+    variant_fields = args_fields(variant)
+    if [name for name, _ in parent_fields] != [name for name, _ in variant_fields]:
+        problems.append("Args fields differ")
+    for (name, parent_doc), (_, variant_doc) in zip(parent_fields, variant_fields):
+        if name not in ("seeds", "run_name") and parent_doc != variant_doc:
+            problems.append(f"Args.{name} docstring differs")
+    if list(main_sections(parent)) != list(main_sections(variant)):
+        problems.append("main() sections differ")
+    return problems
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_seeds_variants_keep_their_parents_blocks(variant):
+    parent = (REPO / VARIANTS[variant]).read_text()
+    assert variant_drift(parent, (REPO / variant).read_text()) == []
+    shared = set(top_level_blocks(parent)) - BATCHING_CHANGES
+    assert {"compute_gae", "clipped_surrogate_loss", "value_loss", "kl_estimators", "Agent", "evaluate"} <= shared
+
+
+def test_the_variant_checker_sees_drift():
+    parent = (REPO / "ppo_continuous.py").read_text()
+    variant = (REPO / "ppo_continuous_seeds.py").read_text()
+    changed = variant.replace(
+        "return -torch.min(unclipped, clipped).mean(dim=-1)", "return -torch.min(unclipped, clipped).mean()"
+    )
+    assert variant_drift(parent, changed) == ["clipped_surrogate_loss differs"]
+    assert variant_drift(parent, variant.replace('"""discount factor (gamma)"""', '"""gamma"""')) == [
+        "Args.gamma docstring differs"
     ]
