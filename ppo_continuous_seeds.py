@@ -473,15 +473,20 @@ class SeedAdam(torch.optim.Optimizer):
                 if not state:
                     state["seed_steps"] = torch.zeros(param.shape[0], device=param.device)  # not "step": torch's
                     state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
-                mask = seed_axis(active, param)
                 state["seed_steps"] += active.float()
                 step = seed_axis(state["seed_steps"].clamp(min=1.0), param)  # a seed not stepped yet: any count, masked
-                exp_avg = torch.where(mask, state["exp_avg"].lerp(param.grad, 1.0 - beta1), state["exp_avg"])
-                exp_avg_sq = beta2 * state["exp_avg_sq"] + (1.0 - beta2) * param.grad**2
-                exp_avg_sq = torch.where(mask, exp_avg_sq, state["exp_avg_sq"])
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                if active.all():  # every seed steps (always without target_kl): in place, at half the cost
+                    exp_avg.lerp_(param.grad, 1.0 - beta1)
+                    exp_avg_sq.mul_(beta2).addcmul_(param.grad, param.grad, value=1.0 - beta2)
+                    denom = (exp_avg_sq.sqrt() / (1.0 - beta2**step).sqrt()).add_(eps)
+                    param.sub_(exp_avg / denom * (lr / (1.0 - beta1**step)))
+                    continue
+                mask = seed_axis(active, param)  # the seeds that step; the others keep parameters and moments
+                exp_avg = torch.where(mask, exp_avg.lerp(param.grad, 1.0 - beta1), exp_avg)
+                exp_avg_sq = torch.where(mask, beta2 * exp_avg_sq + (1.0 - beta2) * param.grad**2, exp_avg_sq)
                 denom = exp_avg_sq.sqrt() / (1.0 - beta2**step).sqrt() + eps
-                update = exp_avg / denom * (lr / (1.0 - beta1**step))
-                param.sub_(torch.where(mask, update, 0.0))
+                param.sub_(torch.where(mask, exp_avg / denom * (lr / (1.0 - beta1**step)), 0.0))
                 state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
 
 
