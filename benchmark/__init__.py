@@ -25,6 +25,7 @@ Aggregate and report (tables, plots, curves)
 
 Measure throughput and phases
     throughput    steps per second of a script beside a straightforward PPO and beside its env alone
+                  (--seeds-scaling: the batched seeds variants against their parent, run by a sweep)
     phases        where a script's training loop spends its time (env, inference, storage+GAE, update)
     reference     naive_ppo.py: the straightforward PPO that throughput measures against (not for results)
 

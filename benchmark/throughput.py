@@ -12,12 +12,28 @@ interleaved so that a noisy machine affects them alike, `repeats` times each:
 and reports the median SPS of each with the ratios; then one more run of the script under benchmark.phases
 gives the shares of its training loop's time (env stepping, inference, storage and GAE, update, the rest),
 the seconds outside the loop and the peak RSS. Only ratios measured in one sitting mean anything.
+
+    python -m benchmark.throughput --seeds-scaling --env-ids Pendulum-v1 CartPole-v1 --num-seeds 1 2 4 8 \
+        --repeats 3 --out DIR
+
+With --seeds-scaling it measures instead the batched variants (ppo_*_seeds.py, N seeds in one process) against
+their parent (ppo_continuous.py for Box actions, ppo_discrete.py for Discrete) as benchmark.sweep runs them
+(local backend, a fresh sweep each time), in seed-steps per second, for each env id and number of seeds N:
+  - parent: N single-seed runs, 2 workers, OMP_NUM_THREADS=1 and --torch-threads 1 each,
+  - batched_1x2: one process with --seeds 1..N, 2 threads,
+  - batched_2x1 (N >= 2): two processes of half the seeds each, 1 thread each, at once,
+interleaved over the repeats. As for the presets, a rate counts training-loop time only (each process's `done:`
+line; a side's processes packed on its workers in the order the sweep starts them), not start-up; the wall
+clock with start-up is in the CSV. It writes seeds_scaling.csv, .md (medians and the better batched layout over
+the parent), .png (seed-steps per second against N, an env a panel) and .json (every process of every repeat).
 """
 
 import argparse
 import importlib.util
 import inspect
+import io
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -30,8 +46,11 @@ from typing import Mapping, Sequence
 
 import gymnasium as gym
 
-from benchmark.atomic import read_json, write_text_atomic
+from benchmark import local
+from benchmark.atomic import atomic_path, read_json, write_json_atomic, write_text_atomic
+from benchmark.manifest import SweepLayout, batched_script, create_or_extend, expand_runs, load_manifest
 from benchmark.phases import LOOP_PHASES
+from benchmark.tables import markdown_table, write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 SPS_PATTERN = re.compile(r"\(([\d,]+) SPS\)")
@@ -84,14 +103,20 @@ PRESETS = {
 }
 
 
-def parse_sps(output: str) -> float:
-    """The SPS figure of a run's final `done:` line."""
+def done_line(output: str) -> str:
+    """A run's final `done:` line."""
     done_lines = [line for line in output.splitlines() if line.startswith("done:")]
     if not done_lines:
         raise RuntimeError(f"no 'done:' line in the output:\n{output[-2000:]}")
-    match = SPS_PATTERN.search(done_lines[-1])
+    return done_lines[-1]
+
+
+def parse_sps(output: str) -> float:
+    """The SPS figure of a run's final `done:` line."""
+    line = done_line(output)
+    match = SPS_PATTERN.search(line)
     if match is None:
-        raise RuntimeError(f"no SPS figure in {done_lines[-1]!r}")
+        raise RuntimeError(f"no SPS figure in {line!r}")
     return float(match.group(1).replace(",", ""))
 
 
@@ -266,21 +291,323 @@ def throughput_markdown(
     return "\n".join(lines) + "\n"
 
 
+# --- Seeds scaling: the batched variants (ppo_*_seeds.py) against their parent, as benchmark.sweep runs them ---
+
+SEED_STEPS_PATTERN = re.compile(r"\(([\d,]+) seed-steps per second\)")  # a batched script's `done:` line
+DONE_STEPS_PATTERN = re.compile(r"^done: ([\d,]+) steps")  # each seed's steps, in either script's line
+SCALING_WORKERS = 2  # processes at once on the parent side and the batched two-process one
+SCALING_CHECKPOINT_EVERY = 10  # benchmark.sweep's default --checkpoint-every
+SCALING_LAYOUTS = {  # name: (batched, processes the seeds are split into (0: one a seed), threads a process, workers)
+    "parent": (False, 0, 1, SCALING_WORKERS),
+    "batched_1x2": (True, 1, 2, 1),
+    "batched_2x1": (True, 2, 1, SCALING_WORKERS),
+}
+SCALING_LABELS = {"parent": "parent", "batched_1x2": "batched 1x2-thread", "batched_2x1": "batched 2x1-thread"}
+
+
+def parse_done(output: str) -> tuple[int, float]:
+    """(each seed's steps, steps per second over all its seeds) from the final `done:` line of a script (SPS) or
+    of its batched variant (seed-steps per second)."""
+    line = done_line(output)
+    steps, rate = DONE_STEPS_PATTERN.match(line), SEED_STEPS_PATTERN.search(line) or SPS_PATTERN.search(line)
+    if steps is None or rate is None:
+        raise RuntimeError(f"no step count or rate in {line!r}")
+    return int(steps.group(1).replace(",", "")), float(rate.group(1).replace(",", ""))
+
+
+def parent_script(env_id: str) -> str:
+    """The single-seed script for the env's action space: ppo_discrete.py (Discrete) or ppo_continuous.py (Box)."""
+    env = gym.make(env_id)
+    space = env.action_space
+    env.close()
+    if isinstance(space, gym.spaces.Discrete):
+        return "ppo_discrete.py"
+    if isinstance(space, gym.spaces.Box):
+        return "ppo_continuous.py"
+    raise ValueError(f"{env_id}: no script for an action space {space}")
+
+
+def iteration_steps(script: str) -> int:
+    """The environment steps of one iteration at the script's defaults: num_envs x num_steps."""
+    defaults = load_script(script).Args()
+    return defaults.num_envs * defaults.num_steps
+
+
+def seed_groups(num_seeds: int, processes: int) -> list[list[int]]:
+    """Seeds 1..num_seeds, one group a process: `processes` consecutive groups as even as can be (0: a seed each)."""
+    seeds = list(range(1, num_seeds + 1))
+    if processes == 0:
+        return [[seed] for seed in seeds]
+    bounds = [num_seeds * index // processes for index in range(processes + 1)]
+    return [seeds[low:high] for low, high in zip(bounds, bounds[1:])]
+
+
+def pool_seconds(durations: Sequence[float], workers: int) -> float:
+    """How long `workers` at once take for jobs of these durations, each started in order on the first worker to
+    be free (as benchmark.local starts them)."""
+    free_at = [0.0] * max(1, min(workers, len(durations)))
+    for duration in durations:
+        free_at[free_at.index(min(free_at))] += duration
+    return max(free_at)
+
+
+def run_as_sweep(
+    script: str, env_id: str, groups: Sequence[Sequence[int]], threads: int, workers: int, steps: int, root: Path
+) -> dict:
+    """Train the seed groups in a fresh sweep at `root` with benchmark.sweep's local backend: a job a group (the
+    batched script's --seeds, or the parent's --seed), `threads` its OMP_NUM_THREADS and --torch-threads,
+    `workers` jobs at once, `-- --total-timesteps steps`. Returns the threads and workers, the processes (command,
+    seeds, steps a seed, loop seconds from the `done:` line, wall seconds, peak RSS) and the side's totals:
+    seed-steps, wall seconds of the whole pool, loop seconds (pool_seconds of the processes' loop seconds); an error
+    if a job did not complete."""
+    layout = SweepLayout(root)
+    indices = []
+    for group in groups:  # one create_or_extend per group: a batched script's new seeds form a new job
+        runs = expand_runs([script], [env_id], group, ["--total-timesteps", str(steps)])
+        indices += create_or_extend(layout, runs, threads, REPO, checkpoint_every=SCALING_CHECKPOINT_EVERY)[1]
+    manifest = load_manifest(layout)
+    console = io.StringIO()
+    start = time.perf_counter()
+    results = {result.name: result for result in local.run_local(manifest, layout, indices, workers, out=console)}
+    wall_s = time.perf_counter() - start
+    processes = []
+    for job in (manifest.jobs[index] for index in indices):
+        result = results.get(job.name)
+        if result is None or not result.complete:
+            reason = f"{result.status}: {result.reason}\n{result.log_tail}" if result else console.getvalue()
+            raise RuntimeError(f"{job.label} did not complete: {reason}")
+        seed_steps, steps_per_s = parse_done((layout.root / result.log).read_text())
+        processes.append({
+            "command": result.command, "seeds": [run.seed for run in job.runs], "steps": seed_steps,
+            "loop_s": len(job.runs) * seed_steps / steps_per_s, "wall_s": result.wall_time_s,
+            "peak_rss_mb": result.peak_rss_mb,
+        })  # fmt: skip
+    return {
+        "threads": manifest.threads_per_run,
+        "workers": workers,
+        "processes": processes,
+        "seed_steps": sum(len(process["seeds"]) * process["steps"] for process in processes),
+        "wall_s": wall_s,
+        "loop_s": pool_seconds([process["loop_s"] for process in processes], workers),
+    }
+
+
+def measure_seeds(env_id: str, script: str, num_seeds: int, steps: int, repeats: int) -> dict[str, list[dict]]:
+    """{layout: [run_as_sweep(...) of each repeat]} for SCALING_LAYOUTS (batched_2x1 from 2 seeds on), the
+    layouts interleaved in each repeat."""
+    layouts = {name: layout for name, layout in SCALING_LAYOUTS.items() if layout[1] <= num_seeds}  # 2x1: N >= 2
+    samples: dict[str, list[dict]] = {name: [] for name in layouts}
+    for repeat in range(repeats):
+        for name, (batched, processes, threads, workers) in layouts.items():
+            with tempfile.TemporaryDirectory(prefix="benchmark-seeds-scaling-") as tmp:
+                samples[name].append(
+                    run_as_sweep(
+                        batched_script(script) if batched else script,
+                        env_id,
+                        seed_groups(num_seeds, processes),
+                        threads,
+                        workers,
+                        steps,
+                        Path(tmp),
+                    )
+                )
+        print(
+            f"{env_id} x {num_seeds} seeds, repeat {repeat + 1}/{repeats}: "
+            + ", ".join(f"{name} {rate(values[-1]):,.0f}" for name, values in samples.items())
+            + " seed-steps/s",
+            flush=True,
+        )
+    return samples
+
+
+def rate(sample: Mapping, clock: str = "loop") -> float:
+    """Seed-steps per second of a run_as_sweep sample: over its loop seconds, or over its wall clock ("wall")."""
+    return sample["seed_steps"] / sample[f"{clock}_s"]
+
+
+def seeds_rows(measurements: Mapping[str, Mapping[int, Mapping[str, list[dict]]]], scripts: Mapping[str, str]) -> list:
+    """The CSV rows: one per env id and number of seeds. measurements: {env id: {N: measure_seeds(...)}};
+    scripts: {env id: parent script}. Rates are medians over the repeats; ratios, the better batched layout's
+    median over the parent's."""
+    rows = []
+    for env_id, by_seeds in measurements.items():
+        for num_seeds, samples in by_seeds.items():
+            row = {
+                "env_id": env_id,
+                "script": scripts[env_id],
+                "batched_script": batched_script(scripts[env_id]),
+                "num_seeds": num_seeds,
+                "steps_per_seed": samples["parent"][0]["processes"][0]["steps"],
+                "repeats": len(samples["parent"]),
+            }
+            for clock in ("loop", "wall"):
+                suffix = "" if clock == "loop" else "_wall"
+                for name in SCALING_LAYOUTS:
+                    values = [rate(sample, clock) for sample in samples.get(name, [])]
+                    row[f"{name}{suffix}_rate"] = statistics.median(values) if values else ""
+                    row[f"{name}{suffix}_rate_min"] = min(values) if values else ""
+                    row[f"{name}{suffix}_rate_max"] = max(values) if values else ""
+                best = max((name for name in SCALING_LAYOUTS if name != "parent" and name in samples),
+                           key=lambda name: row[f"{name}{suffix}_rate"])  # fmt: skip
+                row[f"best_layout{suffix}"] = best
+                row[f"best_ratio{suffix}"] = row[f"{best}{suffix}_rate"] / row[f"parent{suffix}_rate"]
+            for name in SCALING_LAYOUTS:
+                peaks = [process["peak_rss_mb"] for sample in samples.get(name, []) for process in sample["processes"]]
+                row[f"{name}_peak_rss_mb"] = max(peaks) if peaks else ""
+            rows.append(row)
+    return rows
+
+
+def seeds_markdown(rows: Sequence[Mapping], command: str = "") -> str:
+    """The table of seeds_rows with a few lines saying how it was measured."""
+    env_ids = list(dict.fromkeys(row["env_id"] for row in rows))
+    steps_text = per_preset_text({row["env_id"]: row["steps_per_seed"] for row in rows}, env_ids)
+    lines = [f"`{command}`", ""] if command else []
+    lines += [
+        f"Seed-steps per second, median over {rows[0]['repeats'] if rows else 0} repeats (min-max), "
+        f"{steps_text} steps a seed, the layouts interleaved. Each trains seeds 1..N as `benchmark.sweep` runs them "
+        f"(local backend, a fresh sweep, --checkpoint-every {SCALING_CHECKPOINT_EVERY}): parent, N single-seed runs, "
+        f"{SCALING_WORKERS} at a time, OMP_NUM_THREADS=1 and --torch-threads 1 each; batched 1x2-thread, one process "
+        f"of the batched variant with --seeds 1..N and 2 threads; batched 2x1-thread, two processes of half the seeds, "
+        "1 thread each, at once.",
+        "Rates count training-loop time (each process's `done:` line, start-up excluded; a side's processes packed on "
+        "its workers in the order the sweep starts them); the CSV has the wall clock with start-up too. Best ratio: "
+        "the faster batched layout over the parent. Peak RSS: the batched one-process run's (max over repeats).",
+        "",
+    ]
+
+    def cell(row: Mapping, name: str) -> str:
+        if row[f"{name}_rate"] == "":
+            return "-"
+        return f"{row[f'{name}_rate']:,.0f} ({row[f'{name}_rate_min']:,.0f}-{row[f'{name}_rate_max']:,.0f})"
+
+    headers = ["env", "N", "parent seed-steps/s", "batched 1x2-thread", "batched 2x1-thread", "best ratio",
+               "peak RSS MB"]  # fmt: skip
+    table_rows = [
+        [
+            row["env_id"],
+            str(row["num_seeds"]),
+            *(cell(row, name) for name in SCALING_LAYOUTS),
+            f"{row['best_ratio']:.2f}x ({SCALING_LABELS[row['best_layout']].split()[1]})",
+            f"{row['batched_1x2_peak_rss_mb']:,.0f}",
+        ]
+        for row in rows
+    ]
+    return "\n".join([*lines, markdown_table(headers, table_rows)]) + "\n"
+
+
+def plot_seeds_scaling(rows: Sequence[Mapping], path: Path) -> Path:
+    """Seed-steps per second against N (log2 axis), parent and batched layouts (median, bars min-max), an env a
+    panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env_ids = list(dict.fromkeys(row["env_id"] for row in rows))
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(5 * len(env_ids), 4), squeeze=False)
+    for ax, env_id in zip(axes.flat, env_ids):
+        env_rows = [row for row in rows if row["env_id"] == env_id]
+        for name, label in SCALING_LABELS.items():
+            points = [row for row in env_rows if row[f"{name}_rate"] != ""]
+            medians = [row[f"{name}_rate"] for row in points]
+            low = [row[f"{name}_rate"] - row[f"{name}_rate_min"] for row in points]
+            high = [row[f"{name}_rate_max"] - row[f"{name}_rate"] for row in points]
+            ax.errorbar([row["num_seeds"] for row in points], medians, yerr=[low, high], marker="o", capsize=3,
+                        label=label)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([row["num_seeds"] for row in env_rows], [str(row["num_seeds"]) for row in env_rows])
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{env_id}: {env_rows[0]['script']} against {env_rows[0]['batched_script']}", fontsize="medium")
+        ax.set_xlabel("seeds N")
+        ax.set_ylabel("seed-steps per second (training loop)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path) as tmp_path:
+        fig.savefig(tmp_path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def write_seeds_scaling(out: Path, rows: Sequence[Mapping], table: str, raw: Mapping) -> None:
+    """seeds_scaling.csv, .md, .png and .json (every repeat's processes) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "seeds_scaling.csv", rows)
+    write_text_atomic(out / "seeds_scaling.md", table)
+    plot_seeds_scaling(rows, out / "seeds_scaling.png")
+    write_json_atomic(out / "seeds_scaling.json", raw)
+
+
+def main_seeds_scaling(args: argparse.Namespace, command: str) -> int:
+    scripts = {env_id: parent_script(env_id) for env_id in args.env_ids}
+    iterations = dict(
+        zip(args.env_ids, args.iterations * len(args.env_ids) if len(args.iterations) == 1 else args.iterations)
+    )
+    steps = {env_id: args.steps or iterations[env_id] * iteration_steps(scripts[env_id]) for env_id in args.env_ids}
+    measurements: dict[str, dict[int, dict]] = {}
+    for env_id in args.env_ids:
+        for num_seeds in sorted(set(args.num_seeds)):
+            samples = measure_seeds(env_id, scripts[env_id], num_seeds, steps[env_id], args.repeats)
+            measurements.setdefault(env_id, {})[num_seeds] = samples
+            rows = seeds_rows(measurements, scripts)
+            table = seeds_markdown(rows, command)
+            if args.out is not None:  # after each N: a long sitting that stops keeps what it measured
+                write_seeds_scaling(args.out, rows, table, {"command": command, "measurements": measurements})
+    print(table)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=["cartpole"])
+    parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=None, help="default: cartpole")
     parser.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=None,
-        help="environment steps per run (default: each preset's own, 100k; breakout 20,480)",
+        help="environment steps per run (default: each preset's own, 100k; breakout 20,480; with --seeds-scaling, "
+        "each seed's steps, default --iterations' worth)",
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument(
         "--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: each preset's own)"
     )
-    parser.add_argument("--out", type=Path, default=None, help="directory for throughput.md")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="directory for throughput.md (--seeds-scaling: seeds_scaling.*)"
+    )
+    scaling = parser.add_argument_group("seeds scaling: the batched variants against their parent, run by a sweep")
+    scaling.add_argument(
+        "--seeds-scaling", action="store_true",
+        help="measure the seed-steps per second of ppo_*_seeds.py (one process of N seeds with 2 threads, and two of "
+        "N/2 with 1) against N runs of its parent, 2 at a time, instead of the presets",
+    )  # fmt: skip
+    scaling.add_argument("--env-ids", nargs="+", default=["CartPole-v1"], help="default: CartPole-v1")
+    scaling.add_argument(
+        "--num-seeds", nargs="+", type=positive_int, default=[1, 2, 4, 8], help="values of N (default 1 2 4 8)"
+    )
+    scaling.add_argument(
+        "--iterations", nargs="+", type=positive_int, default=[3],
+        help="steps a seed as iterations of the parent's default num_envs x num_steps: one value, or one per env id "
+        "(default 3)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.seeds_scaling:
+        if args.preset is not None or args.threads is not None:
+            parser.error("--seeds-scaling picks its scripts and threads itself: no --preset or --threads")
+        if len(args.iterations) not in (1, len(args.env_ids)):
+            parser.error(
+                f"--iterations: one value, or one per env id ({len(args.env_ids)}), not {len(args.iterations)}"
+            )
+        command = shlex.join(["python", "-m", "benchmark.throughput", *(sys.argv[1:] if argv is None else argv)])
+        return main_seeds_scaling(args, command)
+    args.preset = args.preset or ["cartpole"]
     threads = {name: PRESETS[name].threads if args.threads is None else args.threads for name in args.preset}
     steps = {name: PRESETS[name].steps if args.steps is None else args.steps for name in args.preset}
     rows, phases = {}, {}

@@ -227,3 +227,130 @@ def test_a_tiny_real_phase_measurement():
     assert set(shares) == {"env", "inference", "storage+gae", "update", "other"}
     assert all(0.0 <= share <= 1.0 for share in shares.values()) and sum(shares.values()) == pytest.approx(1.0)
     assert shares["env"] > 0 and shares["update"] > 0 and summary["peak_rss_mb"] > 0 and summary["exit_code"] == 0
+
+
+def test_parse_done_reads_the_parent_and_the_batched_done_lines():
+    parent = "step 512/1,024 | SPS 99\ndone: 1,024 steps in 0:00:01 (1,234 SPS) | return over the last 3 episodes 9\n"
+    batched = "done: 1,024 steps x 4 seeds in 0:00:02 (2,345 seed-steps per second) | return ... | first run runs/x\n"
+    assert throughput.parse_done(parent) == (1024, 1234.0)
+    assert throughput.parse_done(batched) == (1024, 2345.0)
+    with pytest.raises(RuntimeError, match="no 'done:' line"):
+        throughput.parse_done("step 512/1,024 | SPS 99\n")
+
+
+def test_seed_groups_and_pool_seconds():
+    assert throughput.seed_groups(3, 0) == [[1], [2], [3]]  # the parent: a seed a process
+    assert throughput.seed_groups(4, 1) == [[1, 2, 3, 4]]
+    assert throughput.seed_groups(4, 2) == [[1, 2], [3, 4]] and throughput.seed_groups(5, 2) == [[1, 2], [3, 4, 5]]
+    assert throughput.pool_seconds([2.0, 2.0, 2.0, 2.0], workers=2) == 4.0
+    assert throughput.pool_seconds([3.0, 1.0, 1.0], workers=2) == 3.0  # the two short ones share a worker
+    assert throughput.pool_seconds([1.0, 1.0, 1.0], workers=2) == 2.0  # an odd one out waits for a free worker
+    assert throughput.pool_seconds([2.5], workers=2) == 2.5
+
+
+def scaling_sample(seed_steps: int, loop_s: float, wall_s: float, peak_rss_mb: float) -> dict:
+    return {"seed_steps": seed_steps, "loop_s": loop_s, "wall_s": wall_s,
+            "processes": [{"steps": 100, "peak_rss_mb": peak_rss_mb}]}  # fmt: skip
+
+
+def test_seeds_rows_take_medians_and_the_better_batched_layout():
+    samples = {  # 400 seed-steps each: rates 400 / seconds
+        "parent": [scaling_sample(400, s, 2 * s, 300.0) for s in (1.0, 2.0, 4.0)],  # median 200, wall 100
+        "batched_1x2": [scaling_sample(400, s, s + 1, p) for s, p in ((0.5, 350.0), (0.8, 360.0), (1.0, 355.0))],
+        "batched_2x1": [scaling_sample(400, s, s + 3, 340.0) for s in (0.4, 0.5, 2.0)],  # median 800, wall 400 / 3.5
+    }
+    rows = throughput.seeds_rows({"CartPole-v1": {4: samples}}, {"CartPole-v1": "ppo_discrete.py"})
+    (row,) = rows
+    assert row["batched_script"] == "ppo_discrete_seeds.py" and row["steps_per_seed"] == 100 and row["repeats"] == 3
+    assert row["parent_rate"] == 200.0 and (row["parent_rate_min"], row["parent_rate_max"]) == (100.0, 400.0)
+    assert row["batched_1x2_rate"] == 500.0 and row["batched_2x1_rate"] == 800.0
+    assert row["best_layout"] == "batched_2x1" and row["best_ratio"] == pytest.approx(4.0)
+    # on the wall clock, start-up included, the one-process layout wins: 400 / 1.8 against 400 / 3.5
+    assert row["best_layout_wall"] == "batched_1x2" and row["best_ratio_wall"] == pytest.approx((400 / 1.8) / 100)
+    assert row["batched_1x2_peak_rss_mb"] == 360.0 and row["parent_peak_rss_mb"] == 300.0
+    table = throughput.seeds_markdown(rows)
+    cells = [cell.strip() for cell in table.splitlines()[-1].strip("|").split("|")]
+    assert cells == ["CartPole-v1", "4", "200 (100-400)", "500 (400-800)", "800 (200-1,000)", "4.00x (2x1-thread)",
+                     "360"]  # fmt: skip
+
+
+def test_a_tiny_real_seeds_scaling(tmp_path):
+    """The mode end to end on the real scripts, as sweeps (CartPole, N 1 and 2, one iteration, one repeat): the
+    commands the sweep ran, and the CSV, markdown and PNG agree with each other and with the raw figures."""
+    import csv
+
+    import matplotlib.image
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "benchmark.throughput", "--seeds-scaling", "--env-ids", "CartPole-v1",
+               "--num-seeds", "2", "1", "--steps", "512", "--repeats", "1", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, cwd=throughput.REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    raw = json.loads((out / "seeds_scaling.json").read_text())["measurements"]["CartPole-v1"]
+    assert sorted(raw) == ["1", "2"] and sorted(raw["1"]) == ["batched_1x2", "parent"]
+    assert sorted(raw["2"]) == ["batched_1x2", "batched_2x1", "parent"]
+    (parent,), (one,), (two,) = raw["2"]["parent"], raw["2"]["batched_1x2"], raw["2"]["batched_2x1"]
+
+    def flag(process, name, count=1):
+        return process["command"][process["command"].index(name) + 1 :][:count]
+
+    assert (parent["threads"], parent["workers"], len(parent["processes"])) == (1, 2, 2)
+    assert [flag(process, "--seed") for process in parent["processes"]] == [["1"], ["2"]]
+    assert all(process["command"][1] == "ppo_discrete.py" for process in parent["processes"])
+    assert (one["threads"], one["workers"], len(one["processes"])) == (2, 1, 1)
+    assert one["processes"][0]["command"][1] == "ppo_discrete_seeds.py"
+    assert flag(one["processes"][0], "--seeds", 2) == ["1", "2"] and flag(one["processes"][0], "--torch-threads") == [
+        "2"
+    ]
+    assert (two["threads"], two["workers"]) == (1, 2)
+    assert [process["seeds"] for process in two["processes"]] == [[1], [2]]
+    assert all(flag(process, "--torch-threads") == ["1"] for process in two["processes"])
+    for sample in (parent, one, two):
+        assert sample["seed_steps"] == 2 * 512 and all(process["steps"] == 512 for process in sample["processes"])
+        assert sample["loop_s"] == pytest.approx(
+            throughput.pool_seconds([process["loop_s"] for process in sample["processes"]], sample["workers"])
+        )
+        assert 0 < sample["loop_s"] < sample["wall_s"]  # start-up is outside the loop
+
+    with open(out / "seeds_scaling.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["env_id"], row["num_seeds"]) for row in rows] == [("CartPole-v1", "1"), ("CartPole-v1", "2")]
+    for row in rows:
+        n = row["num_seeds"]
+        assert row["script"] == "ppo_discrete.py" and row["batched_script"] == "ppo_discrete_seeds.py"
+        assert row["steps_per_seed"] == "512" and row["repeats"] == "1"
+        for name in ("parent", "batched_1x2", "batched_2x1"):
+            if name not in raw[n]:
+                assert row[f"{name}_rate"] == "" and row[f"{name}_peak_rss_mb"] == ""
+                continue
+            (sample,) = raw[n][name]
+            assert float(row[f"{name}_rate"]) == pytest.approx(sample["seed_steps"] / sample["loop_s"])
+            assert row[f"{name}_rate"] == row[f"{name}_rate_min"] == row[f"{name}_rate_max"]  # one repeat
+            assert float(row[f"{name}_wall_rate"]) == pytest.approx(sample["seed_steps"] / sample["wall_s"])
+            assert float(row[f"{name}_peak_rss_mb"]) == max(process["peak_rss_mb"] for process in sample["processes"])
+            assert float(row[f"{name}_peak_rss_mb"]) > 0
+        batched = {name: float(row[f"{name}_rate"]) for name in ("batched_1x2", "batched_2x1") if row[f"{name}_rate"]}
+        assert row["best_layout"] == max(batched, key=batched.get)
+        assert float(row["best_ratio"]) == pytest.approx(max(batched.values()) / float(row["parent_rate"]))
+
+    table = (out / "seeds_scaling.md").read_text()
+    assert table.startswith("`python -m benchmark.throughput --seeds-scaling --env-ids CartPole-v1")
+    table_rows = [line for line in table.splitlines() if line.startswith("| CartPole-v1")]
+    assert len(table_rows) == 2
+    for line, row in zip(table_rows, rows):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[1] == row["num_seeds"]
+        assert cells[2].startswith(f"{float(row['parent_rate']):,.0f} (")
+        assert cells[3].startswith(f"{float(row['batched_1x2_rate']):,.0f} (")
+        if row["num_seeds"] == "1":
+            assert cells[4] == "-"
+        else:
+            assert cells[4].startswith(f"{float(row['batched_2x1_rate']):,.0f} (")
+        ratio, layout = cells[5].split()
+        assert ratio == f"{float(row['best_ratio']):.2f}x" and layout == f"({row['best_layout'][-3:]}-thread)"
+        assert cells[6] == f"{float(row['batched_1x2_peak_rss_mb']):,.0f}"
+
+    image = matplotlib.image.imread(out / "seeds_scaling.png")
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+    assert "CartPole-v1 x 2 seeds, repeat 1/1" in result.stdout
