@@ -110,3 +110,42 @@ def assert_usage_error(result: subprocess.CompletedProcess, script: str, message
 def tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# ---------------------------------------------------------------- scheduling on xdist workers (--dist loadgroup)
+
+
+def shared_fixtures(item: pytest.Item) -> list:
+    """The fixtures of this project wider than one test (a module's shared training runs) that `item` uses,
+    with their parameter where they have one: the tests that share them must run on one worker, or each worker
+    would make them again."""
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is None:
+        return []
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    shared = []
+    for name in item.fixturenames:
+        definitions = fixture_info.name2fixturedefs.get(name)
+        if not definitions or definitions[-1].scope == "function" or not definitions[-1].has_location:
+            continue  # pytest's own (tmp_path_factory, ...) are not made per module
+        shared.append(f"{name}={params[name]}" if name in params else name)
+    return sorted(shared)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks into the node ids
+def pytest_collection_modifyitems(config, items):
+    """Under --dist loadgroup, the tests that share a module-scoped fixture form one group (one worker, fixture
+    made once), and every other test is a unit of its own, handed to whichever worker is free: no module's
+    whole runtime lands on one worker. Groups are sent first (xdist orders units by size), then the checks
+    marked slow, so that the last tests to start are short ones."""
+    if not getattr(config.option, "loadgroup", False):  # set by xdist on its workers under --dist loadgroup
+        return  # -n 0, or another --dist: collection order as written
+    slow_singles = set()
+    for item in items:
+        shared = shared_fixtures(item)
+        if shared:
+            group = f"{item.nodeid.split('::')[0].rsplit('/', 1)[-1]}:{'+'.join(shared)}"
+            item.add_marker(pytest.mark.xdist_group("".join(c if c not in "@[]" else "_" for c in group)))
+        elif item.get_closest_marker("slow"):
+            slow_singles.add(item)
+    items.sort(key=lambda item: item not in slow_singles)  # stable: the slow checks first, the rest as written

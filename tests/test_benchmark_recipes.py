@@ -35,6 +35,14 @@ EXPECTED = {
     "mujoco_core.sh": ("ppo_continuous.py", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], [1, 2, 3], 1_000_000),
     "atari.sh": ("ppo_atari.py", ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"], [1, 2, 3], 10_000_000),
     "atari_1m.sh": ("ppo_atari.py", ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"], [1, 2], 1_000_000),
+    # benchmark.sweep --batch-seeds: the parent script named, its ppo_*_seeds.py variant run
+    "seeds_continuous.sh": (
+        "ppo_continuous.py",
+        ["Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"],
+        list(range(1, 9)),
+        1_000_000,
+    ),
+    "seeds_discrete.sh": ("ppo_discrete.py", ["CartPole-v1", "Acrobot-v1"], list(range(1, 9)), 500_000),
 }
 
 

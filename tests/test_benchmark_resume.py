@@ -194,6 +194,9 @@ def task_attempts(tmp_path_factory):
         finally:
             if task.poll() is None:
                 os.killpg(task.pid, signal.SIGKILL)
+        # the script holds the job's lock until it is gone, which can be after the runner (a killed script may
+        # still be exiting): the next attempt started before that would find the job busy and do nothing
+        wait_for(lambda: not run_one.is_running(layout, name), "the attempt's script to exit")
         results.append(read_result(layout, name))
 
     attempt(lambda task: os.killpg(task.pid, signal.SIGTERM))  # runner and script both: Slurm's job-wide signal
@@ -294,6 +297,7 @@ def forward_for(layout: SweepLayout, attempt: run_one.Attempt, seconds: float):
     return None
 
 
+@pytest.mark.slow
 def test_a_signal_only_the_runner_got_is_forwarded_once_after_a_delay(stand_in):
     layout, start = stand_in
     attempt = start(own_session=True)
@@ -309,6 +313,7 @@ def test_a_signal_only_the_runner_got_is_forwarded_once_after_a_delay(stand_in):
     )
 
 
+@pytest.mark.slow
 def test_a_signal_the_script_got_itself_is_not_forwarded(stand_in):
     layout, start = stand_in
     for own_session in (True, False):

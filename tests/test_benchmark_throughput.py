@@ -31,6 +31,7 @@ def test_table_reports_medians_and_ratios():
     assert "2.22x" in row and "0.25" in row  # 1000 / 450 and 1000 / 4000
 
 
+@pytest.mark.slow
 def test_a_tiny_real_measurement(tmp_path):
     samples = throughput.measure(throughput.PRESETS["cartpole"], steps=1024, repeats=1, threads=1)
     assert set(samples) == {"ours", "reference", "env_only"}
@@ -274,6 +275,7 @@ def test_seeds_rows_take_medians_and_the_better_batched_layout():
                      "360"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_tiny_real_seeds_scaling(tmp_path):
     """The mode end to end on the real scripts, as sweeps (CartPole, N 1 and 2, one iteration, one repeat): the
     commands the sweep ran, and the CSV, markdown and PNG agree with each other and with the raw figures."""

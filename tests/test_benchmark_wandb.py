@@ -117,6 +117,7 @@ def test_agent_form_of_booleans_is_what_tyro_needs():
     assert parse_script_args("ppo_discrete.py", forms["args_no_boolean_flags"]).learning_rate == pytest.approx(0.001)
 
 
+@pytest.mark.slow
 def test_agent_command_runs_ppo_discrete(tmp_path):
     """ppo_discrete_cartpole.yaml's command, tiny budget, flags that default to true switched off, W&B offline."""
     config = load(CONFIG_DIR / "ppo_discrete_cartpole.yaml")

@@ -282,6 +282,7 @@ def test_ctrl_c_to_the_whole_process_group_stops_with_a_checkpoint_and_resumes_e
     assert_same_curves(uninterrupted[script], read_scalars(run_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_kill_9_during_a_checkpoint_write_keeps_the_previous_checkpoint(script, tmp_path):
     run_dir = tmp_path / "run"
@@ -574,6 +575,9 @@ def test_evaluate_a_checkpoint_with_video_and_make_a_gif(script, saved_runs, tmp
         "2",
         "--eval-deterministic",
         "--capture-video",
+        # one thread, as in training: ppo_atari.py's default 2 wait on each other on a busy 2-core CPU (30 s, not 6)
+        "--torch-threads",
+        "1",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

@@ -208,6 +208,7 @@ def follows_rule(rule, logged: list, kls: list, start: float, kl_target: float) 
     return logged == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(TINY))
 def test_kl_adaptive_adapts_beta_to_the_exact_kl(tmp_path, script):
     scalars = run(
@@ -221,6 +222,7 @@ def test_kl_adaptive_adapts_beta_to_the_exact_kl(tmp_path, script):
     assert values(scalars, "charts/clip_coef") == pytest.approx([0.2] * ITERATIONS)  # epsilon is not adapted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(TINY))
 def test_adaptive_clip_moves_epsilon_within_its_bounds(tmp_path, script):
     # A target far above any KL of these runs: epsilon grows by 1.5 per update up to 0.5; far below: it shrinks to 0.02
@@ -241,6 +243,7 @@ def test_adaptive_clip_moves_epsilon_within_its_bounds(tmp_path, script):
         assert values(scalars, "charts/kl_beta") == [1.0] * ITERATIONS  # beta is not adapted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(TINY))
 def test_objectives_change_the_update(tmp_path, script):
     """Same seed, epsilon 0.01 (so that clipping bites in these tiny runs): kl-fixed with beta 0 is the unclipped
@@ -262,6 +265,7 @@ def test_objectives_change_the_update(tmp_path, script):
         assert values(scalars, "charts/clip_coef") == pytest.approx([0.01] * ITERATIONS)
 
 
+@pytest.mark.slow
 def test_atari_kl_adaptive(tmp_path):
     """One Atari run (the slowest script): the penalty, the exact KL of its categorical policy and the beta rule."""
     args = (

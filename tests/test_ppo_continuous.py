@@ -32,6 +32,7 @@ TINY = (
     "--progress-interval",
     "0",
 )
+SAVED = ("--save-model", "--eval-episodes", "2")
 
 
 # ---------------------------------------------------------------- numerics
@@ -121,7 +122,7 @@ def test_reward_scaling_matches_a_direct_computation():
     rewards = rng.normal(-2.0, 3.0, size=(num_steps, num_envs))
     rewards[5, 1] = -5000.0  # one huge reward: about -sqrt(18) std once it is in the statistics, so clipped
     dones = rng.random((num_steps, num_envs)) < 0.15
-    scaler = ppo_continuous.RewardScaler(num_envs, gamma, clip)
+    scaler = ppo_continuous.RewardScaler((num_envs,), gamma, clip)
     scaled = np.stack([scaler(rewards[t], dones[t]) for t in range(num_steps)])
 
     # Directly: each env's discounted return within its episode, its variance over all envs and steps so far
@@ -247,6 +248,7 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
 # ---------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env_name, terminate", [("LoopTruncatedContinuous-v0", False), ("LoopTerminatedContinuous-v0", True)]
 )
@@ -300,11 +302,21 @@ def test_truncation_bootstraps_from_the_normalized_final_observation(tmp_path, e
         assert abs(value_s0 - wrong_s0) > 0.3 and abs(value_s1 - wrong_s1) > 0.2
 
 
-def test_tensorboard_events_hold_every_key(tmp_path):
-    result = run_script(SCRIPT, *TINY, "--output-dir", str(tmp_path), "--run-name", "run")
-    assert result.returncode == 0, result.stderr
-    assert "done:" in result.stdout and "SPS" in result.stdout
-    scalars = read_scalars(tmp_path / "run")
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """The TINY runs that the checks below read: a and b, one run made twice (the default seed, saving and
+    evaluating its model: --save-model), and c, with another seed."""
+    out, results = tmp_path_factory.mktemp("tiny"), {}
+    for name, extra in (("a", SAVED), ("b", SAVED), ("c", ("--seed", "8"))):
+        results[name] = run_script(SCRIPT, *TINY, *extra, "--output-dir", str(out), "--run-name", name)
+        assert results[name].returncode == 0, results[name].stderr
+    return out, results
+
+
+def test_tensorboard_events_hold_every_key(tiny_runs):
+    out, results = tiny_runs
+    assert "done:" in results["a"].stdout and "SPS" in results["a"].stdout
+    scalars = read_scalars(out / "a")
     for key in EXPECTED_KEYS:
         assert key in scalars, key
         assert all(math.isfinite(value) for _, value in scalars[key]), key
@@ -327,18 +339,12 @@ def test_tensorboard_events_hold_every_key(tmp_path):
     assert all(-2000 < value < 0 for value in returns)  # raw returns, not scaled ones
 
 
-def test_same_seed_same_run(tmp_path):
-    runs = [
-        run_script(SCRIPT, *TINY, "--seed", "7", "--output-dir", str(tmp_path), "--run-name", name)
-        for name in ("a", "b")
-    ]
-    assert all(result.returncode == 0 for result in runs), [result.stderr for result in runs]
-    first, second = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
+def test_same_seed_same_run(tiny_runs):
+    out, _ = tiny_runs
+    first, second = read_scalars(out / "a"), read_scalars(out / "b")
     first.pop("charts/SPS"), second.pop("charts/SPS")
-    assert first == second
-    other = run_script(SCRIPT, *TINY, "--seed", "8", "--output-dir", str(tmp_path), "--run-name", "c")
-    assert other.returncode == 0, other.stderr
-    assert read_scalars(tmp_path / "c")["losses/value_loss"] != first["losses/value_loss"]
+    assert first == second  # the evaluation's returns included
+    assert read_scalars(out / "c")["losses/value_loss"] != first["losses/value_loss"]
 
 
 BAD_INPUTS = ARGUMENT_CHECKS + [
@@ -364,14 +370,11 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
 
 
-def test_save_and_evaluate_with_the_frozen_normalization_statistics(tmp_path):
-    result = run_script(
-        SCRIPT, *TINY, "--save-model", "--eval-episodes", "2", "--output-dir", str(tmp_path), "--run-name", "run"
-    )
-    assert result.returncode == 0, result.stderr
-    model = tmp_path / "run" / "model.pt"
-    assert model.is_file() and "evaluation: mean return" in result.stdout
-    assert len(read_scalars(tmp_path / "run")["eval/episodic_return"]) == 2
+def test_save_and_evaluate_with_the_frozen_normalization_statistics(tiny_runs, tmp_path):
+    out, results = tiny_runs
+    model = out / "a" / "model.pt"
+    assert model.is_file() and "evaluation: mean return" in results["a"].stdout
+    assert len(read_scalars(out / "a")["eval/episodic_return"]) == 2
 
     payload = ppo_continuous.load_model(str(model))
     saved = {key: value.clone() if torch.is_tensor(value) else value for key, value in payload["obs_rms"].items()}
@@ -407,6 +410,7 @@ def test_save_and_evaluate_with_the_frozen_normalization_statistics(tmp_path):
     ), bad.stderr
 
 
+@pytest.mark.slow
 def test_wandb_offline_and_pendulum_video(tmp_path):
     result = run_script(
         SCRIPT, *TINY, "--track", "--capture-video", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path
@@ -418,6 +422,7 @@ def test_wandb_offline_and_pendulum_video(tmp_path):
     assert videos and all(video.stat().st_size > 1000 for video in videos)
 
 
+@pytest.mark.slow
 def test_mujoco_runs_and_records_video_headless(tmp_path):
     """MuJoCo v5 through gymnasium, rendered off-screen with MUJOCO_GL=egl (set by run_script)."""
     result = run_script(
@@ -447,6 +452,7 @@ def test_mujoco_runs_and_records_video_headless(tmp_path):
     assert videos and all(video.stat().st_size > 1000 for video in videos)
 
 
+@pytest.mark.slow
 def test_pendulum_learns(tmp_path):
     """A fixed seed and budget: random play scores about -1200 to -1500 on Pendulum-v1. 30 iterations of the
     default batch of 2048 steps, collected by 4 envs (cheaper per step than 1), without learning-rate

@@ -12,6 +12,7 @@ from tests.probe_envs import expected_values
 
 SCRIPT = "ppo_discrete.py"
 TINY = ("--total-timesteps", "1024", "--num-envs", "2", "--num-steps", "64", "--progress-interval", "0")
+SAVED = ("--save-model", "--eval-episodes", "3")
 
 
 # ---------------------------------------------------------------- numerics
@@ -182,6 +183,7 @@ def test_explained_variance():
 # ---------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_name, terminate", [("LoopTruncated-v0", False), ("LoopTerminated-v0", True)])
 def test_truncation_bootstraps_from_the_final_observation(tmp_path, env_name, terminate):
     """Trains on a probe env whose critic fixed point differs between truncation handled right,
@@ -222,11 +224,21 @@ def test_truncation_bootstraps_from_the_final_observation(tmp_path, env_name, te
         assert abs(value_s0 - wrong_s0) > 0.3 and abs(value_s1 - wrong_s1) > 0.2
 
 
-def test_tensorboard_events_hold_every_key(tmp_path):
-    result = run_script(SCRIPT, *TINY, "--output-dir", str(tmp_path), "--run-name", "run")
-    assert result.returncode == 0, result.stderr
-    assert "done:" in result.stdout and "SPS" in result.stdout
-    scalars = read_scalars(tmp_path / "run")
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """The TINY runs that the checks below read: a and b, one run made twice (the default seed, saving and
+    evaluating its model: --save-model), and c, with another seed."""
+    out, results = tmp_path_factory.mktemp("tiny"), {}
+    for name, extra in (("a", SAVED), ("b", SAVED), ("c", ("--seed", "8"))):
+        results[name] = run_script(SCRIPT, *TINY, *extra, "--output-dir", str(out), "--run-name", name)
+        assert results[name].returncode == 0, results[name].stderr
+    return out, results
+
+
+def test_tensorboard_events_hold_every_key(tiny_runs):
+    out, results = tiny_runs
+    assert "done:" in results["a"].stdout and "SPS" in results["a"].stdout
+    scalars = read_scalars(out / "a")
     for key in EXPECTED_KEYS:
         assert key in scalars, key
         assert all(math.isfinite(value) for _, value in scalars[key]), key
@@ -250,18 +262,12 @@ def test_tensorboard_events_hold_every_key(tmp_path):
     assert len(returns) >= 10 and returns == lengths  # CartPole: +1 per step
 
 
-def test_same_seed_same_run(tmp_path):
-    runs = [
-        run_script(SCRIPT, *TINY, "--seed", "7", "--output-dir", str(tmp_path), "--run-name", name)
-        for name in ("a", "b")
-    ]
-    assert all(result.returncode == 0 for result in runs), [result.stderr for result in runs]
-    first, second = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
+def test_same_seed_same_run(tiny_runs):
+    out, _ = tiny_runs
+    first, second = read_scalars(out / "a"), read_scalars(out / "b")
     first.pop("charts/SPS"), second.pop("charts/SPS")
-    assert first == second
-    other = run_script(SCRIPT, *TINY, "--seed", "8", "--output-dir", str(tmp_path), "--run-name", "c")
-    assert other.returncode == 0, other.stderr
-    assert read_scalars(tmp_path / "c")["losses/value_loss"] != first["losses/value_loss"]
+    assert first == second  # the evaluation's returns included
+    assert read_scalars(out / "c")["losses/value_loss"] != first["losses/value_loss"]
 
 
 BAD_INPUTS = ARGUMENT_CHECKS + [
@@ -286,14 +292,11 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
 
 
-def test_save_evaluate_and_foreign_checkpoints(tmp_path):
-    result = run_script(
-        SCRIPT, *TINY, "--save-model", "--eval-episodes", "3", "--output-dir", str(tmp_path), "--run-name", "run"
-    )
-    assert result.returncode == 0, result.stderr
-    model = tmp_path / "run" / "model.pt"
-    assert model.is_file() and "evaluation: mean return" in result.stdout
-    assert len(read_scalars(tmp_path / "run")["eval/episodic_return"]) == 3
+def test_save_evaluate_and_foreign_checkpoints(tiny_runs, tmp_path):
+    out, results = tiny_runs
+    model = out / "a" / "model.pt"
+    assert model.is_file() and "evaluation: mean return" in results["a"].stdout
+    assert len(read_scalars(out / "a")["eval/episodic_return"]) == 3
 
     evaluation = run_script(SCRIPT, "--eval-checkpoint", str(model), "--eval-episodes", "4", "--eval-deterministic")
     assert evaluation.returncode == 0, evaluation.stderr
@@ -319,6 +322,7 @@ def test_save_evaluate_and_foreign_checkpoints(tmp_path):
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
+@pytest.mark.slow
 def test_wandb_offline_and_video(tmp_path):
     result = run_script(
         SCRIPT, *TINY, "--track", "--capture-video", "--output-dir", str(tmp_path), "--run-name", "run", cwd=tmp_path
@@ -330,6 +334,7 @@ def test_wandb_offline_and_video(tmp_path):
     assert videos and all(video.stat().st_size > 1000 for video in videos)
 
 
+@pytest.mark.slow
 def test_cartpole_learns(tmp_path):
     """A fixed seed and budget: random play scores about 22, a learned policy several hundred."""
     result = run_script(
