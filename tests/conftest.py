@@ -13,9 +13,16 @@ Where each feature is tested:
     benchmark/: sweeps (local, Slurm), resume, reports, throughput ..... test_benchmark_*.py
 """
 
+import atexit
+import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,15 +32,85 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_script(script: str, *args: str, cwd=None, timeout: float = 600, extra_env=None) -> subprocess.CompletedProcess:
     """Run `python <script> <args>` from `cwd` with OMP_NUM_THREADS=1 (pass --torch-threads to fix the script's
-    own thread count where its default is not 1: results repeat exactly only at a fixed count)."""
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *args],
-        cwd=cwd or REPO,
-        env=script_env(extra_env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    own thread count where its default is not 1: results repeat exactly only at a fixed count). The process is
+    forked from tests/zygote.py, which has the heavy imports done (a fresh interpreter when
+    PPO_TESTS_FRESH_PROCESSES=1, or while another thread of this test process is using the zygote)."""
+    command, env = [sys.executable, str(REPO / script), *args], script_env(extra_env)
+    zygote = Zygote.acquire(env)
+    if zygote is None:
+        return subprocess.run(command, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        return zygote.run(command, cwd or REPO, env, timeout)
+    finally:
+        Zygote.lock.release()
+
+
+# Environment variables that the zygote's imports read (thread counts, the interpreter's own): a run whose values
+# differ gets a zygote started with them. Every other variable is set in the child before the script starts.
+IMPORT_TIME = ("OMP_", "MKL_", "OPENBLAS_", "KMP_", "GOMP_", "PYTHON", "TORCH_", "LD_", "CUDA")
+
+
+class Zygote:
+    """The tests' side of tests/zygote.py: one per test process, started on first use, serving one run at a time."""
+
+    instance = None
+    lock = threading.Lock()
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "zygote.py")], cwd=REPO, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.buffer = b""
+        atexit.register(self.process.stdin.close)  # the zygote ends when its input does
+
+    @classmethod
+    def acquire(cls, env: dict) -> "Zygote | None":
+        """The zygote, locked for one run, started anew if it is not running or was started with other values of
+        the IMPORT_TIME variables than `env`; None when fresh processes are asked for or the zygote is in use."""
+        if os.environ.get("PPO_TESTS_FRESH_PROCESSES") == "1" or not cls.lock.acquire(blocking=False):
+            return None
+        zygote = cls.instance
+        if zygote is not None and zygote.process.poll() is None:
+            keys = {key for key in {*env, *zygote.env} if key.startswith(IMPORT_TIME)}
+            if all(zygote.env.get(key) == env.get(key) for key in keys):
+                return zygote
+            zygote.process.stdin.close()
+            zygote.process.wait()
+        cls.instance = Zygote(env)
+        return cls.instance
+
+    def reply(self, timeout: float | None) -> dict:
+        """The zygote's next reply line, or TimeoutError after `timeout` seconds."""
+        fd = self.process.stdout.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError("tests/zygote.py ended")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, command: list, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory(prefix="zygote-") as tmp:
+            stdout, stderr = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            stdout.touch(), stderr.touch()
+            request = {"argv": command[1:], "cwd": str(cwd), "env": env, "stdout": str(stdout), "stderr": str(stderr)}
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            pid = self.reply(60)["pid"]
+            try:
+                returncode = self.reply(timeout)["returncode"]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                self.reply(60)
+                raise subprocess.TimeoutExpired(command, timeout, stdout.read_text(), stderr.read_text()) from None
+            return subprocess.CompletedProcess(command, returncode, stdout.read_text(), stderr.read_text())
 
 
 def script_env(extra_env=None) -> dict:

@@ -52,21 +52,10 @@ def runs(request, tmp_path_factory):
     jobs.append([script, *config(script, "--seeds", "1"), "--run-name", "variant_{seed}"])
     three_seeds = config(script, "--seeds", "1", "2", "3", *KL_STOP, "--checkpoint-every", "1")
     jobs.append([script, *three_seeds, "--save-model", "--run-name", "vkl_{seed}"])
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(REPO / job[0]), *job[1:], "--output-dir", str(out)],
-            env=script_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for job in jobs
-    ]
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr
-    variant_stdout = stdout
-    return {"script": script, "out": out, "stdout": variant_stdout}
+    for job in jobs:
+        result = run_script(job[0], *job[1:], "--output-dir", str(out))
+        assert result.returncode == 0, result.stderr
+    return {"script": script, "out": out, "stdout": result.stdout}  # the three-seed run's
 
 
 def close(expected: float, actual: float, tag: str) -> bool:
