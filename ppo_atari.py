@@ -210,12 +210,10 @@ def make_env(
     scores, and their lengths count agent steps (4 frames each) over the whole game."""
 
     def thunk() -> gym.Env:
-        if (
-            multiprocessing.parent_process() is not None
-        ):  # in an AsyncVectorEnv worker: Ctrl-C reaches the whole process
-            signal.signal(
-                signal.SIGINT, signal.SIG_IGN
-            )  # group, and the main process alone stops the run, with a checkpoint
+        # In an AsyncVectorEnv worker Ctrl-C is ignored: it reaches the whole process group, and the main process
+        # alone stops the run, with a checkpoint
+        if multiprocessing.parent_process() is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         # frameskip=1: AtariPreprocessing skips frames (and max-pools); obs_type="grayscale": it reads the screen
         # itself, so the emulator's own per-frame observation is thrown away, and grayscale is the cheapest one
         kwargs = {"frameskip": 1, "obs_type": "grayscale"}
@@ -264,14 +262,10 @@ class Agent(nn.Module):
             layer_init(nn.Linear(64 * 7 * 7, 512)),
             nn.ReLU(),
         )
-        self.actor = layer_init(
-            nn.Linear(512, num_actions), std=0.01
-        )  # policy head gain 0.01: near-uniform initial policy
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)  # policy head gain 0.01: near-uniform policy
         self.critic = layer_init(nn.Linear(512, 1), std=1.0)  # value head gain 1
         self.bf16 = bf16
-        self.to(
-            memory_format=torch.channels_last
-        )  # channels_last: the convolutions run faster on CPU, in float32 and bfloat16
+        self.to(memory_format=torch.channels_last)  # the convolutions run faster on CPU, in float32 and bfloat16
 
     def scale(self, frames: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """uint8 frames (batch, 4, 84, 84) as the trunk takes them: scaled to [0, 1], channels_last, in bfloat16
@@ -1256,9 +1250,7 @@ def evaluate(
         with torch.inference_mode():
             action, _, _ = agent.get_action(torch.as_tensor(obs, device=device), deterministic=deterministic)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
-        if (
-            "final_info" in infos and "episode" in infos["final_info"]
-        ):  # only at game over: a lost life has no "episode"
+        if "final_info" in infos and "episode" in infos["final_info"]:  # only at game over, not at a lost life
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
     envs.close()
     return episodic_returns[:episodes]

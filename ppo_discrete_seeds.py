@@ -579,9 +579,7 @@ def main(args: Args) -> None:
                     v_loss = value_loss(newvalue, mb_values, mb_returns, eps, args.clip_vloss)
                     entropy_loss = entropy.mean(dim=-1)  # entropy bonus S, Eq. 9
                     entropy_term = args.ent_coef * entropy_loss if args.ent_coef > 0 else 0.0  # at 0: not in the graph
-                    loss = (
-                        pg_loss - entropy_term + args.vf_coef * v_loss
-                    )  # combined objective, Eq. 9 (negated), (seeds,)
+                    loss = pg_loss - entropy_term + args.vf_coef * v_loss  # combined objective, Eq. 9 (negated)
 
                     flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
                     loss.sum().backward()  # the seeds share no parameter: each gets the gradient of its own loss
