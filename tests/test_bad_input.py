@@ -10,7 +10,7 @@ import pytest
 import ppo_discrete
 from tests.conftest import REPO, assert_usage_error, run_script, script_env
 
-SCRIPTS = ["ppo_discrete.py", "ppo_continuous.py", "ppo_atari.py"]
+SCRIPTS = ["ppo_discrete.py", "ppo_continuous.py", "ppo_atari.py", "ppo_discrete_seeds.py", "ppo_continuous_seeds.py"]
 # (arguments, what the one line must say): non-finite and out-of-range numbers, a seed numpy refuses, a path as a name
 BAD_INPUT = [
     (("--learning-rate", "nan"), "--learning-rate must be a finite number, got nan"),
@@ -25,6 +25,15 @@ BAD_INPUT = [
 ]
 
 
+def for_script(script: str, args: tuple, message: str) -> tuple:
+    """The row as it reads for `script`: the seeds variants take --seeds, and a --run-name with {seed} in it."""
+    if not script.endswith("_seeds.py"):
+        return args, message
+    if args[0] == "--run-name":
+        return ("--run-name", "../{seed}"), "--run-name '../{seed}' must be a name, not a path"
+    return tuple("--seeds" if arg == "--seed" else arg for arg in args), message.replace("--seed ", "--seeds ")
+
+
 def assert_nothing_written(directory) -> None:
     assert not os.path.exists(directory / "runs"), os.listdir(directory / "runs")
     assert not os.path.exists(directory / "videos")
@@ -33,6 +42,7 @@ def assert_nothing_written(directory) -> None:
 @pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("args, message", BAD_INPUT, ids=[" ".join(args) for args, _ in BAD_INPUT])
 def test_bad_numbers_and_names_are_one_line_exit_2_and_nothing_written(script, args, message, tmp_path):
+    args, message = for_script(script, args, message)
     result = run_script(script, *args, "--total-timesteps", "4096", cwd=tmp_path)
     assert_usage_error(result, script, message)
     assert "Traceback" not in result.stderr
