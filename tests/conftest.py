@@ -1,4 +1,5 @@
-"""Shared helpers: run a script as a user would (a subprocess) and read back its TensorBoard events.
+"""Shared helpers: run a script as a user would (its own process, forked from tests/zygote.py) and read back its
+TensorBoard events.
 
 Where each feature is tested:
     GAE, clipped/unclipped/KL-penalty objectives, KL estimators, value clipping,
@@ -11,6 +12,8 @@ Where each feature is tested:
     bad input: one line, exit 2, nothing written ....................... test_bad_input.py (and each script's file)
     shared blocks line-identical; PPO above main(), line budgets ....... test_shared_blocks.py, test_layout.py
     benchmark/: sweeps (local, Slurm), resume, reports, throughput ..... test_benchmark_*.py
+    the seeds variants against their parents ........................... test_seeds_variants.py
+    run_script's forked runs equal fresh ones (tests/zygote.py) ........ test_zygote.py
 """
 
 import atexit
