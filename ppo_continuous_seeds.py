@@ -631,8 +631,11 @@ def main(args: Args) -> None:
             seeds = torch.arange(num_seeds, device=device).unsqueeze(1)  # (num_seeds, 1): indexes with mb_inds
             kl_betas, clip_coefs = torch.tensor(kl_beta, device=device), torch.tensor(clip_coef, device=device)
             for epoch in range(args.update_epochs):
-                permutations = [rng.permutation(batch_size) if on else np.arange(batch_size)  # a stopped seed's
-                    for rng, on in zip(minibatch_rngs, active.tolist())]  # fmt: skip  # rng draws no more
+                # each seed's own shuffle; a seed whose KL early stop came draws no more from its rng
+                permutations = [
+                    rng.permutation(batch_size) if on else np.arange(batch_size)
+                    for rng, on in zip(minibatch_rngs, active.tolist())
+                ]
                 batch_indices = torch.as_tensor(np.stack(permutations), device=device)  # (num_seeds, batch_size)
                 for start in range(0, batch_size, minibatch_size):
                     mb_inds = batch_indices[:, start : start + minibatch_size]  # (num_seeds, minibatch_size)
