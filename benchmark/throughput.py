@@ -50,6 +50,7 @@ from benchmark import local
 from benchmark.atomic import atomic_path, read_json, write_json_atomic, write_text_atomic
 from benchmark.manifest import SweepLayout, batched_script, create_or_extend, expand_runs, load_manifest
 from benchmark.phases import LOOP_PHASES
+from benchmark.sweep import positive_int
 from benchmark.tables import markdown_table, write_csv
 
 REPO = Path(__file__).resolve().parent.parent
@@ -528,13 +529,6 @@ def plot_seeds_scaling(rows: Sequence[Mapping], path: Path) -> Path:
         fig.savefig(tmp_path, dpi=110)
     plt.close(fig)
     return path
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def write_seeds_scaling(out: Path, rows: Sequence[Mapping], table: str, raw: Mapping) -> None:
