@@ -75,8 +75,7 @@ def test_recipe_commands(path):
     report_words = found["benchmark.report"]
     assert report_words[report_words.index("--runs") + 1] == str(args.out)  # it reports the sweep it ran
 
-    if not (REPO / script).is_file():
-        pytest.skip(f"{script} is not written yet")
+    assert (REPO / script).is_file(), f"{path.name} runs {script}, which does not exist"
     parsed = parse_script_args(script, extra)
     assert parsed.total_timesteps == steps
 

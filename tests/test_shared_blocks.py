@@ -100,14 +100,8 @@ def drift(reference: str, other: str, other_name: str) -> list:
     return problems
 
 
-def present_scripts() -> list:
-    return [name for name in SCRIPTS if (REPO / name).exists()]
-
-
 @pytest.mark.parametrize("script", [name for name in SCRIPTS[1:]])
 def test_shared_blocks_are_identical(script):
-    if not (REPO / script).exists():
-        pytest.skip(f"{script} does not exist yet")
     reference = (REPO / "ppo_discrete.py").read_text()
     problems = drift(reference, (REPO / script).read_text(), script)
     assert not problems, f"{script} drifted from ppo_discrete.py: " + "; ".join(problems)
