@@ -1,9 +1,10 @@
 """flatten_parameters: the agent's parameters and gradients as views of one flat tensor, so that Adam and gradient
 clipping run on one tensor. Checked against the plain per-tensor optimizer step and torch's clip_grad_norm_ over the
-list of parameters, an independent computation."""
+list of parameters, an independent computation, and through each script's own update: one Adam step of a real run
+moves the parameters by what a gradient clipped to the global norm --max-grad-norm gives."""
 
 import copy
-from pathlib import Path
+import io
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.nn as nn
 import ppo_atari
 import ppo_continuous
 import ppo_discrete
+from tests.conftest import read_scalars, run_script
 
 # (module, agent constructor, a batch of inputs the agent takes)
 AGENTS = {
@@ -19,14 +21,6 @@ AGENTS = {
     "continuous": (ppo_continuous, lambda: ppo_continuous.Agent(3, 2), lambda: torch.randn(16, 3)),
     "atari": (ppo_atari, lambda: ppo_atari.Agent(4), lambda: torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)),
 }
-
-
-REPO = Path(__file__).resolve().parent.parent
-# The scripts' gradient clipping, written out (the lines of their update, checked to be there below)
-CLIPPING = (
-    "grad_norm = torch.linalg.vector_norm(flat_params.grad)",
-    "flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0))",
-)
 
 
 def clip_as_the_scripts_do(flat_params: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
@@ -60,6 +54,13 @@ def test_flat_parameters_are_views_and_train_like_per_tensor_adam(name):
         assert parameter.grad.untyped_storage().data_ptr() == flat_params.grad.untyped_storage().data_ptr()
         assert parameter.shape == original.shape and parameter.stride() == original.stride()
         assert torch.equal(parameter, original)
+    # ... and the views tile it: each parameter's memory is its own slice of the flat tensor's, in order, no gaps
+    element = flat_params.element_size()
+    spans = [
+        (parameter.data_ptr(), parameter.data_ptr() + parameter.numel() * element) for parameter in agent.parameters()
+    ]
+    assert spans[0][0] == flat_params.data_ptr() and spans[-1][1] == flat_params.data_ptr() + flat_params.nbytes
+    assert all(end == next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
     if name == "atari":  # the convolution weights keep their channels_last layout
         assert agent.network[0].weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -89,21 +90,51 @@ def test_flat_parameters_are_views_and_train_like_per_tensor_adam(name):
             torch.testing.assert_close(parameter, expected, rtol=1e-5, atol=1e-6)
             assert parameter.untyped_storage().data_ptr() == flat_params.untyped_storage().data_ptr()  # still views
 
-    # The state dict is the usual one: a fresh agent loads it and computes the same values
+    # The state dict is the usual one: saved and loaded back it holds the agent's values under a fresh agent's keys
+    # and shapes, and a fresh agent loads it and computes the same values
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
     fresh = make_agent()
-    fresh.load_state_dict(agent.state_dict())
+    assert {key: value.shape for key, value in saved.items()} == {
+        key: value.shape for key, value in fresh.state_dict().items()
+    }
+    assert all(torch.equal(saved[key], value) for key, value in agent.state_dict().items())
+    fresh.load_state_dict(saved)
     x = make_input()
     with torch.no_grad():
         torch.testing.assert_close(fresh.get_value(x), agent.get_value(x))
 
 
+# One iteration of one minibatch and one epoch, so that the run makes exactly one Adam step
+ONE_STEP = ("--total-timesteps", "128", "--num-envs", "2", "--num-steps", "64", "--num-minibatches", "1")
+ONE_STEP += ("--update-epochs", "1", "--checkpoint-every", "1", "--progress-interval", "0", "--torch-threads", "1")
+ADAM_EPS = 1e-5  # the scripts' Adam eps
+
+
 @pytest.mark.parametrize("script", ["ppo_discrete.py", "ppo_continuous.py", "ppo_atari.py"])
-def test_the_scripts_clip_as_tested(script):
-    """The clipping tested above is the scripts' own: its lines are in each script's update, in this order."""
-    lines = [line.split("#")[0].strip() for line in (REPO / script).read_text().splitlines()]
-    at = lines.index(CLIPPING[0])
-    assert lines[at + 1] == CLIPPING[1]
-    assert "clip_grad_norm_(" not in (REPO / script).read_text()  # no second, library clipping besides it
+def test_the_scripts_adam_step_on_the_globally_clipped_gradient(script, tmp_path):
+    """Adam's first step moves each parameter by lr * g / (|g| + eps), g the clipped gradient. With the gradient
+    clipped to a global norm c far below eps, the parameters of a real run move by a vector of norm between
+    lr * c / (c + eps) and lr * c / eps: clipping per tensor would give up to sqrt(tensors) times that, no clipping
+    or clipping after the step about lr * sqrt(parameters). The start is a run whose step is 1e-30 long."""
+    max_grad_norm, learning_rate = 1e-7, 1.0
+    models = {}
+    for name, lr in (("start", "1e-30"), ("stepped", str(learning_rate))):
+        result = run_script(
+            script, *ONE_STEP, "--learning-rate", lr, "--max-grad-norm", str(max_grad_norm),
+            "--output-dir", str(tmp_path), "--run-name", name,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        models[name] = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]
+    (_, grad_norm), *_ = read_scalars(tmp_path / "stepped")["losses/grad_norm"]
+    assert grad_norm > 100 * max_grad_norm  # the logged norm is the one before clipping, and clipping was active
+    start, stepped = models["start"], models["stepped"]
+    assert start.keys() == stepped.keys()
+    moved = torch.linalg.vector_norm(torch.cat([(stepped[key] - start[key]).flatten() for key in start]).double())
+    low, high = learning_rate * max_grad_norm / (max_grad_norm + ADAM_EPS), learning_rate * max_grad_norm / ADAM_EPS
+    assert low * (1 - 1e-3) <= moved <= high * (1 + 1e-3), (moved, low, high)
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
