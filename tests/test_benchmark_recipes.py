@@ -18,20 +18,6 @@ RECIPES = [path for path in ALL_RECIPES if path.name != "ablations.sh"]
 EXPECTED = {
     "classic_control.sh": ("ppo_discrete.py", ["CartPole-v1", "Acrobot-v1"], [1, 2, 3], 500_000),
     "pendulum.sh": ("ppo_continuous.py", ["Pendulum-v1"], [1, 2, 3], 1_000_000),
-    "mujoco.sh": (
-        "ppo_continuous.py",
-        [
-            "HalfCheetah-v5",
-            "Hopper-v5",
-            "Walker2d-v5",
-            "InvertedPendulum-v5",
-            "Humanoid-v5",
-            "Swimmer-v5",
-            "Reacher-v5",
-        ],
-        [1, 2],
-        1_000_000,
-    ),
     "mujoco_core.sh": ("ppo_continuous.py", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], [1, 2, 3], 1_000_000),
     "atari.sh": ("ppo_atari.py", ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"], [1, 2, 3], 10_000_000),
     "atari_1m.sh": ("ppo_atari.py", ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4"], [1, 2], 1_000_000),
