@@ -710,6 +710,7 @@ def main(args: Args) -> None:
                 writer.add_scalar("losses/explained_variance", explained, global_step)
                 writer.add_scalar("charts/update_epochs_done", updates_done[k] / args.num_minibatches, global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
+            log_seed_group(writers, global_step, recent_returns)  # under a W&B sweep: the group's curve
             progress.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
 
             # ---------------- Checkpoint: every checkpoint_every iterations, at the end, on a signal ----------------
@@ -920,6 +921,7 @@ def start_tracking(args: Args, run_dirs: list, checkpoint: Optional[dict]) -> tu
         wandb_ids = checkpoint["training"]["wandb_ids"] if checkpoint is not None else [None] * len(run_dirs)
         from torch.utils.tensorboard import SummaryWriter
 
+        group = None  # the seed group's W&B run under a sweep agent
         for k, run_dir in enumerate(run_dirs):
             # purge_step: TensorBoard drops what an earlier process logged after the checkpoint: no step twice
             purge_step = checkpoint["training"]["global_step"] + 1 if not new_run else None
@@ -927,7 +929,11 @@ def start_tracking(args: Args, run_dirs: list, checkpoint: Optional[dict]) -> tu
             if new_run:
                 table = "\n".join(f"|{key}|{value}|" for key, value in seed_args(args, k).items())
                 writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-            if args.track:
+            if args.track and os.environ.get("WANDB_SWEEP_ID"):  # under a W&B sweep agent: one run, the group's
+                group = group or SeedGroupRun(args, run_dirs[0], wandb_ids[0])
+                wandb_ids[k] = group.wandb_run.id
+                writer = SeedGroupWriter(writer, group)
+            elif args.track:
                 import wandb
 
                 wandb_run = wandb.init(
@@ -970,6 +976,62 @@ class WandbWriter:
     def close(self) -> None:
         self.writer.close()
         self.wandb_run.finish()
+
+
+class SeedGroupRun:
+    """Under a W&B sweep agent, the seed group's one W&B run (the sweep's): each seed's return, the mean of its last
+    100 episodes, under seed_{seed}/return, and the group's curve over the seeds (group/return_mean, group/return_iqm,
+    group/return_min, group/return_max), so the sweep's metric ranks configurations, not seeds. Each seed's full log
+    stays in its TensorBoard run."""
+
+    def __init__(self, args: Args, run_dir: str, wandb_id: Optional[str]):
+        import wandb
+
+        self.seeds, self.open_writers = args.seeds, len(args.seeds)
+        self.wandb_run = wandb.init(
+            project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+            name=os.path.basename(run_dir), dir=run_dir, save_code=True, id=wandb_id, resume="allow",
+        )  # fmt: skip
+        self.wandb_run.define_metric("*", step_metric="global_step")
+
+    def log(self, global_step: int, recent_returns: list) -> None:
+        means = {seed: float(np.mean(returns)) for seed, returns in zip(self.seeds, recent_returns) if returns}
+        if not means:
+            return
+        values = np.sort(list(means.values()))
+        cut = len(values) // 4  # interquartile mean: the middle half, a quarter cut from each end
+        row = {f"seed_{seed}/return": value for seed, value in means.items()}
+        row.update({"group/return_mean": values.mean(), "group/return_iqm": values[cut : len(values) - cut].mean(),
+                    "group/return_min": values[0], "group/return_max": values[-1], "global_step": global_step})  # fmt: skip
+        self.wandb_run.log(row)
+
+
+class SeedGroupWriter:
+    """A seed's TensorBoard writer whose seed belongs to a SeedGroupRun; the last one closed finishes the W&B run."""
+
+    def __init__(self, writer, group: SeedGroupRun):
+        self.writer, self.group = writer, group
+
+    def add_scalar(self, tag: str, value, global_step: int) -> None:
+        self.writer.add_scalar(tag, value, global_step)
+
+    def add_text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.group.open_writers -= 1
+        if self.group.open_writers == 0:
+            self.group.wandb_run.finish()
+
+
+def log_seed_group(writers: list, global_step: int, recent_returns: list) -> None:
+    """The group's curve, when the seeds log to one W&B run under a sweep agent; nothing otherwise."""
+    if isinstance(writers[0], SeedGroupWriter):
+        writers[0].group.log(global_step, recent_returns)
 
 
 def close_tracking(writers: list) -> None:
