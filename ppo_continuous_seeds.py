@@ -1001,8 +1001,8 @@ class SeedGroupRun:
         values = np.sort(list(means.values()))
         cut = len(values) // 4  # interquartile mean: the middle half, a quarter cut from each end
         row = {f"seed_{seed}/return": value for seed, value in means.items()}
-        row.update({"group/return_mean": values.mean(), "group/return_iqm": values[cut : len(values) - cut].mean(),
-                    "group/return_min": values[0], "group/return_max": values[-1], "global_step": global_step})  # fmt: skip
+        row["group/return_mean"], row["group/return_iqm"] = values.mean(), values[cut : len(values) - cut].mean()
+        row["group/return_min"], row["group/return_max"], row["global_step"] = values[0], values[-1], global_step
         self.wandb_run.log(row)
 
 
