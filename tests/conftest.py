@@ -16,7 +16,9 @@ Where each feature is tested:
     run_script's forked runs equal fresh ones (tests/zygote.py) ........ test_zygote.py
 """
 
+import ast
 import atexit
+import functools
 import json
 import os
 import select
@@ -195,37 +197,37 @@ def tmp_cwd(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- scheduling on xdist workers (--dist loadgroup)
 
 
-def shared_fixtures(item: pytest.Item) -> list:
-    """The fixtures of this project wider than one test (a module's shared training runs) that `item` uses,
-    with their parameter where they have one: the tests that share them must run on one worker, or each worker
-    would make them again."""
-    fixture_info = getattr(item, "_fixtureinfo", None)
-    if fixture_info is None:
-        return []
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    shared = []
-    for name in item.fixturenames:
-        definitions = fixture_info.name2fixturedefs.get(name)
-        if not definitions or definitions[-1].scope == "function" or not definitions[-1].has_location:
-            continue  # pytest's own (tmp_path_factory, ...) are not made per module
-        shared.append(f"{name}={params[name]}" if name in params else name)
-    return sorted(shared)
+@functools.cache
+def shared_fixtures(path: Path) -> frozenset:
+    """The fixtures that the test module at `path` defines wider than one test and does not use automatically: its
+    shared training runs and sweeps, which each worker running one of their tests would make again. Read from the
+    module's syntax tree (`@pytest.fixture(scope="module", ...)`): pytest tells a fixture's scope to plugins only
+    through its internals."""
+    fixtures = set()
+    for node in ast.parse(path.read_text()).body:
+        for decorator in getattr(node, "decorator_list", []):
+            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.fixture":
+                options = {keyword.arg: keyword.value for keyword in decorator.keywords}
+                scope = ast.literal_eval(options["scope"]) if "scope" in options else "function"
+                autouse = "autouse" in options and ast.literal_eval(options["autouse"])
+                if scope != "function" and not autouse:
+                    fixtures.add(ast.literal_eval(options["name"]) if "name" in options else node.name)
+    return frozenset(fixtures)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks into the node ids
 def pytest_collection_modifyitems(config, items):
-    """Under --dist loadgroup, the tests that share a module-scoped fixture form one group (one worker, fixture
-    made once), and every other test is a unit of its own, handed to whichever worker is free: no module's
-    whole runtime lands on one worker. Groups are sent first (xdist orders units by size), then the checks
-    marked slow, so that the last tests to start are short ones."""
-    if not getattr(config.option, "loadgroup", False):  # set by xdist on its workers under --dist loadgroup
+    """Under --dist loadgroup, the tests of a module that share one of its module-scoped fixtures form one group
+    (one worker, fixture made once; a parametrized fixture's instances go together), and every other test is a unit
+    of its own, handed to whichever worker is free: no module's whole runtime lands on one worker. Groups are sent
+    first (xdist orders units by size), then the checks marked slow, so that the last tests to start are short ones."""
+    if not config.getoption("loadgroup", False):  # set by xdist on its workers under --dist loadgroup
         return  # -n 0, or another --dist: collection order as written
     slow_singles = set()
     for item in items:
-        shared = shared_fixtures(item)
+        shared = sorted(shared_fixtures(item.path) & set(item.fixturenames))
         if shared:
-            group = f"{item.nodeid.split('::')[0].rsplit('/', 1)[-1]}:{'+'.join(shared)}"
-            item.add_marker(pytest.mark.xdist_group("".join(c if c not in "@[]" else "_" for c in group)))
+            item.add_marker(pytest.mark.xdist_group(f"{item.path.name}:{'+'.join(shared)}"))
         elif item.get_closest_marker("slow"):
             slow_singles.add(item)
     items.sort(key=lambda item: item not in slow_singles)  # stable: the slow checks first, the rest as written
