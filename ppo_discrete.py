@@ -116,7 +116,7 @@ class Args:
     checkpoint_every: int = 0
     """write checkpoint.pt in the run directory every this many iterations and at the end (0: only on a signal)"""
     resume: Optional[str] = None
-    """continue the run of this checkpoint (or run directory) exactly; options left at default: the checkpoint's"""
+    """continue the run of this checkpoint (or run directory) exactly; options not typed: the checkpoint's"""
 
 
 def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str):
@@ -296,8 +296,9 @@ def update_statistics(minibatch_stats: list, minibatch_logratios: list, clip_coe
     return stat_means
 
 
-def main(args: Args) -> None:
-    args, checkpoint = resolve_args(args)  # checked; on --resume, the checkpoint's options and training state
+def main(args: Args, typed: frozenset = frozenset()) -> None:
+    # checked; on --resume, the checkpoint's options (but those in `typed`, the ones typed on the command line)
+    args, checkpoint = resolve_args(args, typed)
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint is not None:
@@ -593,14 +594,14 @@ def check_env(env_id: str) -> None:
         raise UsageError(f"{env_id} observations are {observation_space}, not a flat Box: use ppo_atari.py for pixels")
 
 
-def resolve_args(args: Args) -> tuple:
+def resolve_args(args: Args, typed: frozenset) -> tuple:
     """The options of this run, checked, and the checkpoint to resume (None for a new run): on --resume, the
-    checkpoint's options, with those given on the command line that a resumed run may change (resume_args)."""
+    checkpoint's options, with those typed on the command line that a resumed run may change (resume_args)."""
     check_args(args)
     checkpoint = None
     if args.resume is not None:
         checkpoint = load_checkpoint(args.resume)
-        args = resume_args(args, checkpoint["args"])
+        args = resume_args(args, checkpoint["args"], typed)
         check_args(args)
     if args.eval_checkpoint is None:
         check_env(args.env_id)
@@ -616,10 +617,11 @@ RESUME_MAY_CHANGE = (
 )  # fmt: skip
 
 
-def resume_args(args: Args, saved: dict) -> Args:
-    """The options of a resumed run: the checkpoint's, except those given on the command line that may change.
-    An option left at its default is taken from the checkpoint; one that contradicts it is an error."""
-    defaults, merged = Args(), {}
+def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
+    """The options of a resumed run: the checkpoint's, except those typed on the command line that may change.
+    What was typed decides, not the value: a typed option wins even when it equals the default, and one that may
+    not change and contradicts the checkpoint is an error."""
+    merged = {}
     for option in dataclasses.fields(Args):
         name, given = option.name, getattr(args, option.name)
         if name in ("resume", "eval_checkpoint"):
@@ -632,7 +634,7 @@ def resume_args(args: Args, saved: dict) -> Args:
                 f"the checkpoint predates --{name.replace('_', '-')}; "
                 f"resume it with the version of {SCRIPT}.py that wrote it"
             )
-        if given == getattr(defaults, name) or given == saved[name]:
+        if name not in typed or given == saved[name]:
             merged[name] = saved[name]
         elif name in RESUME_MAY_CHANGE:
             merged[name] = given
@@ -643,6 +645,13 @@ def resume_args(args: Args, saved: dict) -> Args:
                 f"a resumed run keeps it (what may change: {may_change})"
             )
     return Args(**merged, resume=args.resume)
+
+
+def typed_options(argv: list) -> frozenset:
+    """The names of the options typed in `argv` (`--no-track` names track), whatever their values."""
+    names = {token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
+    fields = {option.name for option in dataclasses.fields(Args)}
+    return frozenset(name[3:] if name.startswith("no_") and name[3:] in fields else name for name in names)
 
 
 def run_directory(args: Args, checkpoint: Optional[dict]) -> str:
@@ -1169,7 +1178,7 @@ def flatten_parameters(agent: nn.Module) -> torch.Tensor:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(tyro.cli(Args), typed_options(sys.argv[1:]))
     except UsageError as error:
         print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
         sys.exit(2)

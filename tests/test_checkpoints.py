@@ -528,7 +528,7 @@ def test_fault_table(script, case, make_args, message, saved_runs, tmp_path, mon
         module.Args, args=bad_args if "--resume" in bad_args else ["--output-dir", str(tmp_path), *bad_args]
     )
     with pytest.raises(module.UsageError) as error:
-        module.main(args)
+        module.main(args, module.typed_options(bad_args))
     assert message in str(error.value) and "\n" not in str(error.value)
     assert {name: run_dir_files(saved_runs / name) for name in SCRIPTS} == before  # nothing written was changed
     assert not (saved_runs / "pwned").exists()  # no code ran from a file
@@ -684,17 +684,65 @@ def test_box2d_envs_are_reported_as_not_capturable():
 
 def test_resume_args_merge_rules():
     saved = ppo_discrete.asdict(ppo_discrete.Args(num_envs=8, total_timesteps=100_000, seed=3))
-    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved)
+    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, frozenset())
     assert (merged.num_envs, merged.total_timesteps, merged.seed, merged.resume) == (8, 100_000, 3, "x")
-    assert (
-        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", total_timesteps=200_000), saved).total_timesteps
-        == 200_000
-    )
-    assert (
-        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved).num_envs == 8
-    )  # the same value is fine
+    typed = frozenset({"total_timesteps"})
+    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x", total_timesteps=200_000), saved, typed)
+    assert merged.total_timesteps == 200_000
+    # what was typed decides, not the value: the default typed on the command line wins too
+    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, typed).total_timesteps == 500_000
+    typed = frozenset({"num_envs"})
+    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved, typed).num_envs == 8  # same
     with pytest.raises(ppo_discrete.UsageError, match="--seed 4 differs from the checkpoint's 3"):
-        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", seed=4), saved)
+        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", seed=4), saved, frozenset({"seed"}))
+    with pytest.raises(ppo_discrete.UsageError, match="--num-envs 4 differs from the checkpoint's 8"):
+        ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, typed)  # the default, typed
+
+
+@pytest.mark.parametrize("module", [ppo_discrete, ppo_continuous, ppo_atari])
+def test_typed_options_are_the_flags_on_the_command_line(module):
+    argv = ["--resume", "runs/x", "--total-timesteps=500000", "--no-cuda", "--num-envs", "4", "--seed", "-3"]
+    assert module.typed_options(argv) == {"resume", "total_timesteps", "cuda", "num_envs", "seed"}
+    assert module.typed_options(["--resume", "runs/x"]) == {"resume"}
+
+
+def edited_checkpoint(saved_runs, script: str, run_dir: Path, **args) -> None:
+    """A copy of the saved run's checkpoint in run_dir with some of its options replaced."""
+    os.makedirs(run_dir)
+    checkpoint = torch.load(saved_runs / script / "checkpoint.pt", weights_only=True)
+    checkpoint["args"].update(args)
+    torch.save(checkpoint, run_dir / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_total_timesteps_typed_equal_to_the_default_wins(script, saved_runs, tmp_path):
+    """A run started to train far longer than the default, resumed with --total-timesteps typed at the default,
+    stops at the default: the checkpoint (at the default's last iteration) has nothing left to train."""
+    default = MODULES[script].Args().total_timesteps
+    checkpoint = torch.load(saved_runs / script / "checkpoint.pt", weights_only=True)
+    batch_size = checkpoint["args"]["num_envs"] * checkpoint["args"]["num_steps"]
+    last = default // batch_size  # the last iteration of a run of the default length
+    edited_checkpoint(saved_runs, script, tmp_path / "run", total_timesteps=1000 * default)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    checkpoint["training"].update(iteration=last, global_step=last * batch_size)
+    torch.save(checkpoint, tmp_path / "run" / "checkpoint.pt")
+    # the checkpoint's total would train for hours: a timeout here means the typed value was ignored
+    result = run_script(script, "--resume", str(tmp_path / "run"), "--total-timesteps", str(default), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"after iteration {last}/{last} " in result.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_with_an_option_typed_equal_to_the_default_that_contradicts_the_checkpoint(script, saved_runs):
+    """--update-epochs typed at its default, against a checkpoint trained with another value: one line, exit 2."""
+    default = MODULES[script].Args().update_epochs
+    run_dir = saved_runs / script
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)["args"]["update_epochs"]
+    assert saved != default
+    before = run_dir_files(run_dir)
+    result = run_script(script, "--resume", str(run_dir), "--update-epochs", str(default), cwd=run_dir.parent)
+    assert_usage_error(result, script, f"--update-epochs {default} differs from the checkpoint's {saved}")
+    assert run_dir_files(run_dir) == before
 
 
 def test_gif_recipe_commands_parse():

@@ -324,9 +324,10 @@ def test_resuming_a_checkpoint_older_than_an_option_is_a_usage_error():
     saved = dataclasses.asdict(ppo_atari.Args())
     del saved["precision"]
     with pytest.raises(ppo_atari.UsageError, match="predates --precision"):
-        ppo_atari.resume_args(ppo_atari.Args(), saved)
+        ppo_atari.resume_args(ppo_atari.Args(), saved, frozenset())
     saved["precision"] = "float32"
-    assert ppo_atari.resume_args(ppo_atari.Args(), saved).precision == "float32"  # the checkpoint's, not auto's
+    # the checkpoint's, not auto's
+    assert ppo_atari.resume_args(ppo_atari.Args(), saved, frozenset()).precision == "float32"
 
 
 def test_a_checkpoint_older_than_an_option_that_may_change_takes_the_given_value():
@@ -335,8 +336,8 @@ def test_a_checkpoint_older_than_an_option_that_may_change_takes_the_given_value
     saved = dataclasses.asdict(ppo_atari.Args())
     del saved["async_envs"]
     assert "async_envs" in ppo_atari.RESUME_MAY_CHANGE
-    assert ppo_atari.resume_args(ppo_atari.Args(), saved).async_envs is False
-    assert ppo_atari.resume_args(ppo_atari.Args(async_envs=True), saved).async_envs is True
+    assert ppo_atari.resume_args(ppo_atari.Args(), saved, frozenset()).async_envs is False
+    assert ppo_atari.resume_args(ppo_atari.Args(async_envs=True), saved, frozenset({"async_envs"})).async_envs is True
 
 
 def test_precision_auto_follows_the_hardware():

@@ -10,6 +10,7 @@ directory per seed with the parent's tags, a model.pt per seed that the parent e
 that resumes every seed exactly after SIGTERM, W&B offline, bad input.
 """
 
+import dataclasses
 import importlib
 import math
 import os
@@ -240,3 +241,18 @@ def test_track_opens_an_offline_wandb_run_per_seed(tmp_cwd):
         history = list((run_dir / "wandb" / offline[0]).glob("*.wandb"))
         assert history and history[0].stat().st_size > 0
         assert "losses/value_loss" in read_scalars(run_dir)
+
+
+@pytest.mark.parametrize("variant", sorted(PARENTS))
+def test_resume_decides_by_what_was_typed(variant):
+    """As in the parents: an option typed on the command line wins on resume even at its default value, and one
+    that may not change, typed at its default against another value in the checkpoint, is a one-line error."""
+    module = importlib.import_module(variant[:-3])
+    default = module.Args()
+    saved = dataclasses.asdict(module.Args(total_timesteps=3 * default.total_timesteps, seeds=(5, 6), num_envs=7))
+    argv = ["--resume", "runs/x", "--total-timesteps", str(default.total_timesteps)]
+    merged = module.resume_args(tyro.cli(module.Args, args=argv), saved, module.typed_options(argv))
+    assert (merged.total_timesteps, merged.seeds, merged.num_envs) == (default.total_timesteps, (5, 6), 7)
+    argv = ["--resume", "runs/x", "--num-envs", str(default.num_envs)]
+    with pytest.raises(module.UsageError, match=f"--num-envs {default.num_envs} differs from the checkpoint's 7"):
+        module.resume_args(tyro.cli(module.Args, args=argv), saved, module.typed_options(argv))
