@@ -461,6 +461,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     envs = vector_env(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
+    print(f"precision: {args.precision} (CNN trunk; --precision auto picks bfloat16 where the hardware has bf16 units)")
     agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
     flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not 1e-8
@@ -1326,12 +1327,19 @@ def flatten_parameters(agent: nn.Module) -> torch.Tensor:
     return flat_params
 
 
-def bf16_matrix_units(cuda: bool) -> bool:
+def bf16_matrix_units(cuda: bool, cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the hardware multiplies bfloat16 matrices natively: there, bf16 autocast runs the Nature CNN's forward
-    and backward pass faster than float32 (docs/performance.md); elsewhere it is emulated and slower."""
-    if cuda:
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    and backward pass faster than float32; elsewhere it is emulated and slower. A GPU answers for itself (emulation
+    not counted); a CPU by the AMX-BF16 or AVX512-BF16 flags that Linux lists in /proc/cpuinfo. False, so float32,
+    wherever the check itself fails (no /proc, no flags line, a CUDA error)."""
+    try:
+        if cuda:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        with open(cpuinfo) as lines:
+            flags = next(line for line in lines if line.startswith("flags")).partition(":")[2].split()
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    except Exception:
+        return False
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 import dataclasses
 import math
+import os
+import re
 
 import cv2
 import gymnasium as gym
@@ -340,9 +342,21 @@ def test_a_checkpoint_older_than_an_option_that_may_change_takes_the_given_value
     assert ppo_atari.resume_args(ppo_atari.Args(async_envs=True), saved, frozenset({"async_envs"})).async_envs is True
 
 
-def test_precision_auto_follows_the_hardware():
-    expected = "bfloat16" if ppo_atari.bf16_matrix_units(False) else "float32"
-    assert ppo_atari.Args(cuda=False).precision == expected
+def test_precision_auto_follows_the_hardware(tmp_path):
+    """auto: bfloat16 where the CPU flags list bf16 matrix units, float32 where they do not and wherever the check
+    itself fails (no such file, no flags line); a given precision is kept."""
+    flags = "flags\t\t: fpu sse2 avx2 avx512f {}\n"
+    for extra, expected in (("avx512_bf16", True), ("amx_tile amx_bf16", True), ("amx_tile", False), ("", False)):
+        (tmp_path / "cpuinfo").write_text("processor\t: 0\n" + flags.format(extra))
+        assert ppo_atari.bf16_matrix_units(False, str(tmp_path / "cpuinfo")) is expected, extra
+    (tmp_path / "no-flags").write_text("processor\t: 0\nmodel name\t: a CPU\n")
+    assert ppo_atari.bf16_matrix_units(False, str(tmp_path / "no-flags")) is False
+    assert ppo_atari.bf16_matrix_units(False, str(tmp_path / "missing")) is False
+    # this machine: the same answer read independently of the script
+    on_this_cpu = os.path.exists("/proc/cpuinfo") and bool(
+        re.search(r"^flags.*\b(amx_bf16|avx512_bf16)\b", open("/proc/cpuinfo").read(), re.MULTILINE)
+    )
+    assert ppo_atari.Args(cuda=False).precision == ("bfloat16" if on_this_cpu else "float32")
     assert ppo_atari.Args(cuda=False, precision="float32").precision == "float32"
 
 
@@ -385,6 +399,10 @@ def twin_runs(tmp_path_factory):
 def test_tensorboard_events_hold_every_key(twin_runs):
     out, results = twin_runs
     assert "done:" in results["a"].stdout and "SPS" in results["a"].stdout
+    assert results["a"].stdout.splitlines()[0] == (  # the choice of --precision auto, first
+        f"precision: {ppo_atari.Args(cuda=False).precision} "
+        "(CNN trunk; --precision auto picks bfloat16 where the hardware has bf16 units)"
+    )
     scalars = read_scalars(out / "a")
     for key in EXPECTED_KEYS:
         assert key in scalars, key
