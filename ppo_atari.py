@@ -247,7 +247,7 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 
 class Agent(nn.Module):
     """Nature CNN (Mnih et al. 2015) shared by actor and critic, orthogonal init. Takes uint8 frames
-    (batch, 4, 84, 84) and scales them to [0, 1] itself, so the rollout stores uint8 (4x less memory)."""
+    (batch, 4, 84, 84) and scales them to [0, 1] itself, so the rollout stores the frames as the envs return them."""
 
     def __init__(self, num_actions: int, bf16: bool = False):
         super().__init__()
@@ -293,7 +293,9 @@ class Agent(nn.Module):
     def policy(self, hidden: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
         """Action, log pi(action|x) and pi(.|x) as log-probabilities (batch, num_actions), from the trunk's features;
         samples the action when none is given. The categorical distribution is written out (log-softmax,
-        Gumbel-max sampling), line for line as in ppo_discrete.py."""
+        Gumbel-max sampling) as in ppo_discrete.py, but the Gumbel noise is added to the log-probabilities, which the
+        rollout needs anyway, where ppo_discrete.py adds it to the logits. They differ by a constant per row: the
+        same distribution, the same noise drawn, yet float rounding can break a near-tie differently."""
         log_probs = torch.log_softmax(self.actor(hidden), dim=-1)  # log pi(.|x), (batch, num_actions)
         if action is None and deterministic:
             action = log_probs.argmax(dim=-1)
@@ -331,8 +333,8 @@ class Agent(nn.Module):
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
     """Generalized Advantage Estimation, Eq. 11-12: A_t = sum_l (gamma*lambda)^l delta_{t+l},
-    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 (the seeds
-    variants put a seed axis first); next_value is V of the observation after the last step, (..., num_envs).
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 and any
+    leading axes carried through; next_value is V of the observation after the last step, (..., num_envs).
 
     Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
     replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
@@ -355,8 +357,8 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """Clipped surrogate objective L^CLIP, Eq. 7, negated for gradient descent:
-    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: the
-    seeds variants (ppo_*_seeds.py) get one loss per seed."""
+    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: inputs
+    with a leading batch axis get one loss per entry of it."""
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
     return -torch.min(unclipped, clipped).mean(dim=-1)
@@ -469,7 +471,10 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes obs and rewards)
 
     # --- Storage: fixed-size rollout buffers ---
-    # (num_steps, num_envs, 4, 84, 84) uint8 frames: 4x less memory than float32
+    # (num_steps, num_envs, 4, 84, 84) uint8 frames, 1 byte a pixel, stored each step as the envs return them; obs
+    # beside them holds the whole batch scaled for the update, 4 bytes a pixel (bfloat16: 2), so the rollout holds 5
+    # bytes a pixel (3), no less than a float32 store alone: uint8 keeps each step's store a plain copy and scales the
+    # batch in one op after the rollout, it does not save memory
     frames = torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device)
     obs = agent.scale(frames.flatten(0, 1))  # (batch_size, 4, 84, 84): the frames scaled as the update takes them
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)

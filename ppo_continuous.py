@@ -253,8 +253,8 @@ class RewardScaler:
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
     """Generalized Advantage Estimation, Eq. 11-12: A_t = sum_l (gamma*lambda)^l delta_{t+l},
-    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 (the seeds
-    variants put a seed axis first); next_value is V of the observation after the last step, (..., num_envs).
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 and any
+    leading axes carried through; next_value is V of the observation after the last step, (..., num_envs).
 
     Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
     replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
@@ -277,8 +277,8 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """Clipped surrogate objective L^CLIP, Eq. 7, negated for gradient descent:
-    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: the
-    seeds variants (ppo_*_seeds.py) get one loss per seed."""
+    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: inputs
+    with a leading batch axis get one loss per entry of it."""
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
     return -torch.min(unclipped, clipped).mean(dim=-1)

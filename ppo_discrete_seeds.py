@@ -5,6 +5,7 @@ that published results depend on, each named where it happens. Equation numbers 
 ppo_discrete.py with a seed axis (`diff` the two): each seed is that script at that seed (its own weights, env
 seeds, minibatches, gradient clipping, Adam state, beta and epsilon), the seeds' networks stacked and run as
 batched matmuls, so N seeds cost little more than one where torch's per-op cost dominates (small MLPs).
+The PPO functions it shares with its parent (GAE, the losses) take leading batch axes: here, the seed axis.
 Each seed writes the run directory ppo_discrete.py would write; the one checkpoint, for all seeds, is in the first.
 
     python ppo_discrete_seeds.py --env-id CartPole-v1 --seeds 1 2 3 4 5 6 7 8
@@ -273,8 +274,8 @@ def seed_axis(per_seed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
     """Generalized Advantage Estimation, Eq. 11-12: A_t = sum_l (gamma*lambda)^l delta_{t+l},
-    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 (the seeds
-    variants put a seed axis first); next_value is V of the observation after the last step, (..., num_envs).
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Inputs are (..., num_steps, num_envs), time on axis -2 and any
+    leading axes carried through; next_value is V of the observation after the last step, (..., num_envs).
 
     Where an episode ends at step t the next stored state belongs to a new episode, so V(s_{t+1}) is
     replaced by final_values[t]: V(final observation) when the episode was truncated by a time limit
@@ -297,8 +298,8 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """Clipped surrogate objective L^CLIP, Eq. 7, negated for gradient descent:
-    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: the
-    seeds variants (ppo_*_seeds.py) get one loss per seed."""
+    -E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]. The losses average over the last axis, the minibatch: inputs
+    with a leading batch axis get one loss per entry of it."""
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
     return -torch.min(unclipped, clipped).mean(dim=-1)
