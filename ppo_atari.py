@@ -134,7 +134,7 @@ class Args:
     """seconds between progress lines on the console"""
     async_envs: bool = False
     """step the envs in worker processes (AsyncVectorEnv), for machines with cores to spare; default: in this
-    process (SyncVectorEnv), faster on 2 cores; the transitions are the same either way"""
+    process (SyncVectorEnv), which suits a machine with few cores; the transitions are the same either way"""
     # --- Evaluation ---
     eval_checkpoint: Optional[str] = None
     """evaluate this saved model instead of training"""
@@ -344,7 +344,8 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
     next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
     deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
     decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
-    # The backward recursion runs in numpy: its three small ops per step cost about a fifth of torch's
+    # The backward recursion runs in numpy for speed alone (lower per-call overhead on tiny arrays than torch); the
+    # cost: on a GPU, the rollout's deltas go to the CPU and the advantages back, every iteration
     deltas, decay = deltas.cpu().numpy(), decay.cpu().numpy()
     advantages = np.zeros_like(deltas)
     lastgaelam = np.zeros_like(deltas[..., 0, :])
@@ -465,7 +466,9 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84): the last 4 frames, 84x84 grayscale
     print(f"precision: {args.precision} (CNN trunk; --precision auto picks bfloat16 where the hardware has bf16 units)")
     agent = Agent(int(envs.single_action_space.n), args.precision == "bfloat16").to(device)
-    flat_params = flatten_parameters(agent)  # the agent's parameters are views of it: one tensor for Adam and clipping
+    # For speed alone: the parameters are views of one flat tensor, so Adam (fused: one kernel) and the gradient
+    # clipping run on one tensor instead of one per layer; the cost: gradients are zeroed in place, never set to None
+    flat_params = flatten_parameters(agent)
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not 1e-8
     rollout_agent = agent.for_rollout()  # acts in the rollouts (bf16: a copy whose trunk is bfloat16)
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes obs and rewards)
@@ -481,7 +484,8 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
     # the rollout policy's parameters, log pi(.|s) (num_steps, num_envs, num_actions): for the exact KL
     policy_params = torch.zeros((args.num_steps, args.num_envs, envs.single_action_space.n), device=device)
-    # What the env returns stays in numpy until the rollout ends: a numpy store costs an eighth of a tensor store
+    # What the env returns stays in numpy until the rollout ends, for speed alone: a numpy store has less per-call
+    # overhead than a tensor store (GAE takes them as tensors)
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=bool)
     values = torch.zeros((args.num_steps, args.num_envs), device=device)
@@ -590,7 +594,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
 
                     flat_params.grad.zero_()  # zeroed in place, not set to None: the agent's gradients are views of it
                     loss.backward()
-                    # Global gradient-norm clipping, clip_grad_norm_ written out (its bookkeeping costs 3x these ops)
+                    # Global gradient-norm clipping: clip_grad_norm_ written out for speed alone, with no bookkeeping
                     grad_norm = torch.linalg.vector_norm(flat_params.grad)  # the norm before clipping, logged
                     flat_params.grad.mul_(torch.clamp(args.max_grad_norm / (grad_norm + 1e-6), max=1.0))
                     optimizer.step()
@@ -1319,7 +1323,7 @@ def format_seconds(seconds: float) -> str:
 def flatten_parameters(agent: nn.Module) -> torch.Tensor:
     """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each parameter
     and gradient a view of them with its own shape and strides (channels_last weights stay channels_last). Adam and
-    gradient clipping then run on one tensor instead of one per layer, at about half the cost (docs/performance.md).
+    gradient clipping then run on one tensor instead of one per layer, for speed alone (fewer, larger ops).
     Backward adds into the gradient views in place, so the gradients are zeroed, never set to None."""
     parameters = list(agent.parameters())
     flat_params = torch.zeros(sum(parameter.numel() for parameter in parameters), device=parameters[0].device)

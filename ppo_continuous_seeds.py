@@ -186,7 +186,8 @@ class Agent(nn.Module):
 
     def get_action(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
         """Returns action, log pi(action|x) and pi(.|x)'s parameters, mean and log std (batch, 2, action_dim); samples
-        the action when none is given. N(mean, std^2) written out: faster than torch.distributions.Normal."""
+        the action when none is given. N(mean, std^2) written out for speed alone: none of the per-call checks of
+        torch.distributions.Normal."""
         if action is None:
             action = self.sample_action(x, deterministic)
         mean = self.actor(x)  # (batch, action_dim)
@@ -303,7 +304,7 @@ class RunningMeanStd:
 
     def update(self, batch: np.ndarray) -> None:
         batch_count = batch.shape[0]
-        batch_mean = batch.sum(axis=0) / batch_count  # ndarray.sum, not np.mean / np.var: half the time on a few rows
+        batch_mean = batch.sum(axis=0) / batch_count  # ndarray.sum, not np.mean / np.var: less overhead on a few rows
         batch_var = np.square(batch - batch_mean).sum(axis=0) / batch_count
         delta = batch_mean - self.mean
         total = self.count + batch_count
@@ -354,7 +355,8 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
     next_values = torch.where(dones, final_values, next_values)  # ... unless the episode ended at t
     deltas = rewards + gamma * next_values - values  # TD errors, Eq. 12
     decay = gamma * gae_lambda * (~dones).to(rewards.dtype)  # no credit flows across an episode boundary
-    # The backward recursion runs in numpy: its three small ops per step cost about a fifth of torch's
+    # The backward recursion runs in numpy for speed alone (lower per-call overhead on tiny arrays than torch); the
+    # cost: on a GPU, the rollout's deltas go to the CPU and the advantages back, every iteration
     deltas, decay = deltas.cpu().numpy(), decay.cpu().numpy()
     advantages = np.zeros_like(deltas)
     lastgaelam = np.zeros_like(deltas[..., 0, :])
@@ -477,7 +479,7 @@ class SeedAdam(torch.optim.Optimizer):
                 state["seed_steps"] += active.float()
                 step = seed_axis(state["seed_steps"].clamp(min=1.0), param)  # a seed not stepped yet: any count, masked
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                if active.all():  # every seed steps (always without target_kl): in place, at half the cost
+                if active.all():  # every seed steps (always without target_kl): in place, fewer ops
                     exp_avg.lerp_(param.grad, 1.0 - beta1)
                     exp_avg_sq.mul_(beta2).addcmul_(param.grad, param.grad, value=1.0 - beta2)
                     denom = (exp_avg_sq.sqrt() / (1.0 - beta2**step).sqrt()).add_(eps)
@@ -523,7 +525,9 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
         action_generators.append(torch.Generator().set_state(torch.get_rng_state()))  # its action noise goes on
     agent = BatchedAgent(agents).to(device)  # from torch's generator where that script's does
     rngs = {"minibatch": minibatch_rngs, "actions": action_generators}  # the seeds' RNGs, for checkpoints
-    flat_params = flatten_parameters(agent)  # (num_seeds, num_params); the agent's parameters are views of it
+    # For speed alone: the parameters are views of one flat tensor, so Adam and the gradient clipping run on one
+    # tensor instead of one per layer; the cost: gradients are zeroed in place, never set to None
+    flat_params = flatten_parameters(agent)  # (num_seeds, num_params)
     optimizer = SeedAdam([flat_params], lr=args.learning_rate, eps=1e-5)  # Adam eps 1e-5, not 1e-8; a step per seed
     # Observation normalization and reward scaling, per seed: the statistics reduce over axis 0 of (num_envs, seeds)
     obs_rms = RunningMeanStd((num_seeds,) + obs_shape) if args.norm_obs else None
@@ -536,7 +540,8 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     logprobs = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)
     # the rollout policy's parameters, mean and log std (num_seeds, num_steps, num_envs, 2, action_dim): for the KL
     policy_params = torch.zeros((num_seeds, args.num_steps, args.num_envs, 2) + action_shape, device=device)
-    # What the env returns stays in numpy until the rollout ends: a numpy store costs an eighth of a tensor store
+    # What the env returns stays in numpy until the rollout ends, for speed alone: a numpy store has less per-call
+    # overhead than a tensor store (GAE takes them as tensors)
     rewards = np.zeros((num_seeds, args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((num_seeds, args.num_steps, args.num_envs), dtype=bool)
     values = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)
