@@ -209,8 +209,6 @@ def load_space(path: Path, options: ScriptOptions) -> Space:
             continue
         for value in candidate_values(distribution):
             check_value(name, value, options)
-        if isinstance(distribution, optuna.distributions.FloatDistribution) and options.types[name] is int:
-            raise SpaceError(f"parameter {name}: --{name.replace('_', '-')} takes integers; use int_uniform")
         distributions[name] = distribution
     if not distributions:
         raise SpaceError(f"{path}: no parameter is searched (every one has a single value)")

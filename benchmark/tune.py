@@ -190,10 +190,16 @@ class Job:
     process: Optional[subprocess.Popen] = None
 
 
-def trial_jobs(study: Study, trial_dir: Path, params: dict[str, Any], fixed: dict[str, Any]) -> list[Job]:
-    common = to_cli({**fixed, **params}) + ["--torch-threads", "1", "--output-dir", str(trial_dir)]
-    if study.total_timesteps is not None:
-        common += ["--total-timesteps", str(study.total_timesteps)]
+def trial_jobs(study: Study, trial_dir: Path, params: dict[str, Any], defaults: dict[str, Any], report_every: float,
+               track: Optional[str]) -> list[Job]:  # fmt: skip
+    """The processes of one trial. Each writes a checkpoint at every reported fraction of its budget: it flushes the
+    events the tuner reads then, and a pruned or interrupted run keeps a recent one."""
+    settings = {**defaults, **study.fixed, **params}
+    total = study.total_timesteps or settings["total_timesteps"]
+    iterations = total // (settings["num_envs"] * settings["num_steps"])
+    common = to_cli({**study.fixed, **params}) + ["--torch-threads", "1", "--output-dir", str(trial_dir)]
+    common += ["--total-timesteps", str(total), "--checkpoint-every", str(max(1, int(iterations * report_every)))]
+    common += ["--track", "--wandb-project-name", track] if track else []
     jobs = []
     for env_id in study.env_ids:
         name = env_id.replace("/", "-")
@@ -248,15 +254,18 @@ class Worker:
         tuner, study = self.tuner, self.tuner.study
         trial_dir = tuner.study_dir / "trials" / f"{trial.number:05d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
-        jobs = trial_jobs(study, trial_dir, trial.params, study.fixed)
+        jobs = trial_jobs(study, trial_dir, trial.params, tuner.defaults, tuner.report_every, tuner.track)
         trial.set_user_attr("commands", [shlex.join(job.argv[1:]) for job in jobs])
         trial.set_user_attr("trial_dir", str(trial_dir))
+        # one thread per run; with --track, W&B groups a trial's runs under the trial's name
+        env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_RUN_GROUP=f"{study.study_name}-trial-{trial.number}")
         with self.lock:
             self.jobs = jobs
             for job in jobs:
                 with open(job.log, "ab") as log:
-                    job.process = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
+                    job.process = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)  # fmt: skip
+        trial.set_user_attr("pids", [job.process.pid for job in jobs])
         fractions = tuner.report_fractions()
         reported, pruned = 0, False
         while any(job.process.poll() is None for job in jobs):
@@ -328,22 +337,20 @@ class Tuner:
         self.started = time.time()
         self.finished_here: list[float] = []  # durations of this process's finished trials, for the time left
         self.failures_in_a_row = 0
-        self.default_budget: Optional[int] = None
         self.workers = 1
+        self.track = args.wandb_project_name if args.track else None
+        options = load_script_options(Path(study.trial_script))
+        self.defaults = {name: spec.default for name, spec in options.fields.items()}
 
     def budget(self, jobs: list[Job]) -> int:
-        if self.study.total_timesteps is not None:
-            return self.study.total_timesteps
-        if self.default_budget is None:
-            self.default_budget = load_script_options(Path(self.study.trial_script)).fields["total_timesteps"].default
-        return self.default_budget
+        return self.study.total_timesteps or self.defaults["total_timesteps"]
 
     def report_fractions(self) -> list[float]:
         count = max(1, round(1 / self.report_every))
         return [(k + 1) / count for k in range(count)]
 
     def counted(self) -> int:
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # failed ones do not count
         return len(self.optuna_study.get_trials(deepcopy=False, states=states))
 
     def next_trial(self) -> Optional[optuna.Trial]:
@@ -469,6 +476,8 @@ def search_parser() -> argparse.ArgumentParser:
                         help='a configuration to try first, e.g. \'{"learning_rate": 0.001}\'; repeatable')  # fmt: skip
     parser.add_argument("--enqueue-defaults", action="store_true", help="try the script's defaults first")
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds between reads of the runs' events")
+    parser.add_argument("--track", action="store_true", help="log every run to W&B, a trial's runs grouped by trial")
+    parser.add_argument("--wandb-project-name", default="ppo-reference-tune")
     parser.add_argument("--slurm", action="store_true", help="submit --workers Slurm array tasks sharing the study")
     parser.add_argument("--partition")
     parser.add_argument("--time", help="Slurm time limit per task")

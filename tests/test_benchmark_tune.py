@@ -1,0 +1,348 @@
+"""benchmark.tune through real Optuna and SQLite on CartPole with tiny budgets: every trial a seed group.
+
+A study of a few trials is made once per module: an enqueued configuration that learns, then one that cannot (a
+learning rate of 1e-8), which the median pruner stops; its process ends through the script's SIGTERM path. Then
+the same command runs again and continues the study; a worker is killed with SIGKILL in the middle of a trial; a
+configuration the script rejects is a failed trial with the script's reason. Spaces are checked against W&B's
+own reading of a sweep file, and every bad space is one line, exit code 2, nothing written.
+"""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from benchmark import space as space_module
+from benchmark import tune
+from tests.benchmark_fixtures import REPO, wait_for
+from tests.conftest import read_scalars, script_env
+
+SPACE = {
+    "env_id": {"value": "CartPole-v1"},
+    "num_envs": {"value": 2},
+    "num_steps": {"value": 64},
+    "learning_rate": {"values": [0.0025, 1e-8]},
+}
+TOTAL = 64 * 2 * 24  # 24 iterations per run
+GOOD, BAD = '{"learning_rate": 0.0025}', '{"learning_rate": 1e-08}'
+
+
+def tune_command(study_dir: Path, space_path: Path, *more: str) -> list[str]:
+    return [sys.executable, "-m", "benchmark.tune", "--script", "ppo_discrete.py", "--space", str(space_path),
+            "--study-dir", str(study_dir), "--seeds", "1", "2", "--total-timesteps", str(TOTAL), "--workers", "1",
+            "--report-every", "0.25", "--startup-trials", "1", "--poll-interval", "0.2", *more]  # fmt: skip
+
+
+def run_tune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def load(study_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir / 'study.db'}")
+
+
+def write_space(path: Path, parameters: dict) -> Path:
+    path.write_text(yaml.safe_dump({"parameters": parameters}))
+    return path
+
+
+def iqm(values) -> float:
+    """Interquartile mean written out: sort, drop a quarter (rounded down) from each end, average the rest."""
+    values = np.sort(values)
+    cut = len(values) // 4
+    return float(values[cut : len(values) - cut].mean())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Three trials: the good configuration, the bad one (pruned), then whatever the sampler picks."""
+    root = tmp_path_factory.mktemp("tune")
+    space_path = write_space(root / "space.yaml", SPACE)
+    study_dir = root / "cartpole"
+    first = run_tune(*tune_command(study_dir, space_path, "--trials", "2", "--enqueue", GOOD, "--enqueue", BAD))
+    assert first.returncode == 0, first.stderr[-3000:]
+    return study_dir, space_path, first
+
+
+@pytest.mark.slow
+def test_trials_are_recorded_with_their_group_scores(study):
+    study_dir, _, first = study
+    trials = load(study_dir).get_trials()
+    assert [t.number for t in trials] == [0, 1]
+    good = trials[0]
+    assert good.state == TrialState.COMPLETE and good.params == {"learning_rate": 0.0025}
+    # the score, recomputed from the runs' event files: each seed's mean over its last 100 episodes, their IQM
+    per_seed = []
+    for seed in (1, 2):
+        returns = [value for _, value in read_scalars(study_dir / "trials" / "00000" / f"CartPole-v1__{seed}")[
+            "charts/episodic_return"]]  # fmt: skip
+        per_seed.append(np.mean(returns[-100:]))
+    assert good.user_attrs["returns"]["CartPole-v1"] == pytest.approx(per_seed, rel=1e-6)
+    assert good.value == pytest.approx(iqm(per_seed), rel=1e-6)
+    assert good.user_attrs["mean"] == pytest.approx(np.mean(per_seed)) and good.user_attrs["min"] == min(per_seed)
+    assert good.user_attrs["exit_codes"] == [0]
+    # one progress line per finished trial, with the best so far
+    lines = [line for line in first.stdout.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 2 and "best" in lines[0] and "left" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_lagging_trial_is_pruned_and_its_process_ends_cleanly(study):
+    study_dir, _, _ = study
+    bad = load(study_dir).get_trials()[1]
+    assert bad.params == {"learning_rate": 1e-08}
+    assert bad.state == TrialState.PRUNED
+    assert bad.user_attrs["pruned_at"] < 1.0
+    # pruned through the script's SIGTERM path: exit 128 + 15, a checkpoint, the events of a partial run
+    assert bad.user_attrs["exit_codes"] == [128 + signal.SIGTERM]
+    run_dir = study_dir / "trials" / "00001" / "CartPole-v1__1"
+    assert (run_dir / "checkpoint.pt").exists()
+    steps = [step for step, _ in read_scalars(run_dir)["charts/learning_rate"]]
+    assert 0 < steps[-1] < TOTAL
+    assert all(not tune.pid_alive(pid) for pid in bad.user_attrs["pids"])
+    # the intermediate scores it reported are below the good trial's at the same fractions
+    good = load(study_dir).get_trials()[0]
+    for step, value in bad.intermediate_values.items():
+        assert value < good.intermediate_values[step]
+
+
+@pytest.mark.slow
+def test_the_same_command_continues_the_study(study):
+    study_dir, space_path, _ = study
+    before = {path: path.stat().st_mtime_ns for path in (study_dir / "trials" / "00000").rglob("*")}
+    again = run_tune(*tune_command(study_dir, space_path, "--trials", "3", "--enqueue", GOOD, "--enqueue", BAD))
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = load(study_dir).get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]  # numbers go on; the enqueued configurations are not queued again
+    assert trials[2].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    after = {path: path.stat().st_mtime_ns for path in (study_dir / "trials" / "00000").rglob("*")}
+    assert after == before  # trial 0 was not rerun
+    report = (study_dir / "report.md").read_text()
+    assert "## Best configuration" in report and "CartPole-v1: " in report
+    assert (study_dir / "optimization_history.png").stat().st_size > 1000
+    # the best configuration's command, as the report prints it, runs as it stands
+    command = next(line for line in report.splitlines() if line.startswith("python ppo_discrete.py"))
+    assert "--learning-rate 0.0025" in command and "--num-envs 2" in command
+    result = run_tune(*command.split()[:1], *command.split()[1:], "--output-dir", str(study_dir / "rerun"))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_the_study_consistent(tmp_path):
+    space_path = write_space(tmp_path / "space.yaml", SPACE)
+    study_dir = tmp_path / "killed"
+    slow = [*tune_command(study_dir, space_path, "--trials", "1", "--enqueue", GOOD)]
+    slow[slow.index("--total-timesteps") + 1] = str(TOTAL * 20)
+    worker = subprocess.Popen(slow, cwd=REPO, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def running_trial():
+        try:
+            trials = load(study_dir).get_trials(states=(TrialState.RUNNING,))
+        except Exception:  # the storage is not made yet
+            return None
+        return trials[0] if trials and "pids" in trials[0].user_attrs else None
+
+    lost = wait_for(running_trial, "a running trial", timeout=120, process=worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # the trial's process got SIGTERM when its parent died, and ended through the script's own path
+    wait_for(lambda: not any(tune.pid_alive(pid) for pid in lost.user_attrs["pids"]), "the run to stop", timeout=60)
+    assert load(study_dir).get_trials()[0].state == TrialState.RUNNING  # nobody has looked yet
+    small = [*tune_command(study_dir, space_path, "--trials", "1")]
+    small[small.index("--total-timesteps") + 1] = str(TOTAL * 20)  # the study's settings must not change
+    small += ["--report-every", "0.5"]
+    again = run_tune(*small)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = load(study_dir).get_trials()
+    assert trials[0].state == TrialState.FAIL and "lost" in trials[0].user_attrs["failure"]
+    assert [t.number for t in trials] == [0, 1] and trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert not load(study_dir).get_trials(states=(TrialState.RUNNING,))
+
+
+def test_a_configuration_the_script_rejects_is_a_failed_trial(tmp_path):
+    space_path = write_space(tmp_path / "space.yaml", dict(SPACE, num_minibatches={"values": [3, 4]}))
+    study_dir = tmp_path / "rejected"
+    first, second = '{"learning_rate": 0.0025, "num_minibatches": 3}', '{"learning_rate": 0.0025, "num_minibatches": 4}'
+    result = run_tune(*tune_command(study_dir, space_path, "--trials", "1", "--enqueue", first, "--enqueue", second))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rejected, complete = load(study_dir).get_trials()
+    assert rejected.state == TrialState.FAIL and complete.state == TrialState.COMPLETE  # the study went on
+    reason = rejected.user_attrs["failure"]  # the script's one line, as it printed it
+    assert (
+        reason == "ppo_discrete_seeds.py: error: --num-minibatches 3 does not divide the batch of 128 "
+        "(num_envs * num_steps)"
+    )
+    assert f"trial 0 failed: {reason}" in result.stdout
+
+
+def test_interrupting_the_tuner_fails_the_trial_in_flight(tmp_path):
+    space_path = write_space(tmp_path / "space.yaml", SPACE)
+    study_dir = tmp_path / "interrupted"
+    command = tune_command(study_dir, space_path, "--trials", "1", "--enqueue", GOOD)
+    command[command.index("--total-timesteps") + 1] = str(TOTAL * 20)
+    worker = subprocess.Popen(command, cwd=REPO, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+
+    def started():
+        try:
+            trials = load(study_dir).get_trials(states=(TrialState.RUNNING,))
+        except Exception:
+            return False
+        return bool(trials) and "pids" in trials[0].user_attrs
+
+    wait_for(started, "a running trial", timeout=120, process=worker)
+    run_dir = study_dir / "trials" / "00000" / "CartPole-v1__1"
+    # the script has started training (its signal handling is in place once it logs)
+    wait_for(lambda: run_dir.is_dir() and read_scalars(run_dir).get("charts/episodic_return"), "training", 120, worker)
+    worker.send_signal(signal.SIGINT)
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 128 + signal.SIGINT
+    assert stderr.strip().splitlines()[-1].startswith("stopped by SIGINT; run the same command again")
+    (trial,) = load(study_dir).get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["failure"].startswith("interrupted")
+    assert trial.user_attrs["exit_codes"] == [128 + signal.SIGTERM]  # the script stopped with a checkpoint
+    assert (run_dir / "checkpoint.pt").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Spaces
+# ---------------------------------------------------------------------------------------------------------------------
+
+TUNE_SPACES = sorted((REPO / "benchmark" / "wandb").glob("tune_*.yaml"))
+
+
+def script_for(config: dict) -> str:
+    """The script whose Args a W&B file's parameters name (the seeds variants take the parents' options)."""
+    return config["program"]
+
+
+@pytest.mark.parametrize("path", TUNE_SPACES, ids=lambda path: path.name)
+def test_a_space_file_gives_optuna_the_space_wandb_reads(path):
+    """W&B's own conversion of a sweep file to Optuna distributions (its Optuna scheduler's) against ours."""
+    from wandb.sdk.sweeps.scheduler.optuna import search_space_from_sweep_config
+
+    config = yaml.safe_load(path.read_text())
+    options = space_module.load_script_options(REPO / script_for(config))
+    ours = space_module.load_space(path, options)
+    theirs = search_space_from_sweep_config(config["parameters"])
+    assert set(ours.distributions) | set(ours.fixed) | set(ours.run_defaults) | {"track"} == set(theirs)
+    for name, distribution in ours.distributions.items():
+        assert distribution == theirs[name], name
+    for name, value in {**ours.fixed, **ours.run_defaults}.items():
+        assert theirs[name] == optuna.distributions.CategoricalDistribution([value]), name
+    assert len(ours.distributions) >= 5
+
+
+def test_spaces_cover_every_family():
+    programs = {yaml.safe_load(path.read_text())["program"] for path in TUNE_SPACES}
+    assert programs == {"ppo_discrete_seeds.py", "ppo_continuous_seeds.py", "ppo_atari.py"}
+
+
+def test_sampled_values_reach_the_script_as_sampled():
+    """to_cli's arguments, parsed by the script's own parser, give back the values (booleans in W&B's no_ form)."""
+    from tests.benchmark_fixtures import parse_script_args
+
+    params = {"learning_rate": 0.00012345678901234, "num_envs": 8, "gamma": 0.999, "no_anneal_lr": True,
+              "norm_adv": False, "target_kl": None, "policy_objective": "kl-adaptive"}  # fmt: skip
+    parsed = parse_script_args("ppo_discrete_seeds.py", space_module.to_cli(params))
+    assert parsed.learning_rate == 0.00012345678901234 and parsed.num_envs == 8 and parsed.gamma == 0.999
+    assert parsed.anneal_lr is False and parsed.norm_adv is False and parsed.target_kl is None
+    assert parsed.policy_objective == "kl-adaptive"
+    assert space_module.to_cli({"no_anneal_lr": False}) == []  # false: the script's default
+
+
+BAD_SPACES = [
+    ({"hidden_width": {"values": [64]}}, "the script has no option --hidden-width"),
+    ({"learning_rate": {"min": 0.01, "max": 0.001}}, "min 0.01 is greater than max 0.001"),
+    ({"learning_rate": {"distribution": "uniform", "min": -0.001, "max": 0.001}}, "--learning-rate must be positive"),
+    ({"gamma": {"values": [0.99, 1.01]}}, "--gamma must be in [0, 1]"),
+    ({"num_minibatches": {"values": [0, 4]}}, "--num-minibatches must be positive"),
+    ({"policy_objective": {"values": ["clip", "trpo"]}}, "expected one of"),
+    ({"num_steps": {"distribution": "uniform", "min": 64, "max": 256.5}}, "64.0 can never be given to --num-steps"),
+    ({"learning_rate": {"distribution": "normal", "mu": 0, "sigma": 1}}, "give value, values, or min and max"),
+    ({"learning_rate": {"distribution": "beta", "min": 0.1, "max": 0.2}}, "distribution 'beta' is not one of"),
+    ({"ent_coef": {"distribution": "log_uniform_values", "min": 0, "max": 0.1}}, "needs min > 0"),
+    ({"no_anneal_lr": {"values": [True, "maybe"]}}, "expected true or false"),
+    ({"resume": {"value": "runs/x"}}, "is not a training hyperparameter"),
+    ({"learning_rate": {"value": 0.001}}, "no parameter is searched"),
+]
+
+
+@pytest.mark.parametrize("parameters, message", BAD_SPACES, ids=[message for _, message in BAD_SPACES])
+def test_a_bad_space_is_one_line_and_nothing_is_written(tmp_path, capsys, parameters, message):
+    space_path = write_space(tmp_path / "space.yaml", {"env_id": {"value": "CartPole-v1"}, **parameters})
+    study_dir = tmp_path / "study"
+    code = tune.main(["--script", "ppo_discrete.py", "--space", str(space_path), "--study-dir", str(study_dir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("benchmark.tune: error: ") and message in err, err
+    assert not study_dir.exists()
+
+
+def test_other_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    space_path = write_space(tmp_path / "space.yaml", SPACE)
+    (tmp_path / "broken.yaml").write_text("parameters: [unclosed")
+    cases = [
+        (["--space", str(tmp_path / "broken.yaml")], "is not valid YAML"),
+        (["--space", str(tmp_path / "missing.yaml")], "cannot read the space file"),
+        (["--space", str(space_path), "--env-ids", "NoSuchEnv-v9"], "unknown env id"),
+        (["--space", str(space_path), "--env-ids", "Pendulum-v1"], "use ppo_continuous.py"),
+        (["--space", str(space_path), "--env-ids", "CartPole-v1", "Acrobot-v1"], "several env ids need --scores"),
+        (["--space", str(space_path), "--report-every", "0"], "--report-every must be in (0, 1]"),
+        (["--space", str(space_path), "--enqueue", '{"gamma": 0.9}'], "give searched parameters only"),
+    ]
+    for argv, message in cases:
+        study_dir = tmp_path / "study"
+        code = tune.main(["--script", "ppo_discrete.py", "--study-dir", str(study_dir), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+        assert not study_dir.exists()
+
+
+def test_a_study_does_not_continue_with_other_settings(study, capsys):
+    study_dir, space_path, _ = study
+    argv = tune_command(study_dir, space_path, "--trials", "3")[3:]
+    argv[argv.index("--seeds") + 1 : argv.index("--seeds") + 3] = ["1", "3"]
+    assert tune.main(argv) == 2
+    assert "holds a study with other seeds" in capsys.readouterr().err
+
+
+def test_scores_are_normalized_per_env_then_averaged():
+    per_env = {"A": [0.0, 10.0, 20.0, 30.0], "B": [-100.0, -100.0, 0.0, 100.0]}
+    ranges = {"A": (0.0, 40.0), "B": (-200.0, 200.0)}
+    expected = np.mean([(15.0 - 0.0) / 40.0, (-50.0 + 200.0) / 400.0])
+    assert tune.group_score(per_env, ranges) == pytest.approx(expected)
+    assert tune.iqm([5.0, 1.0, 3.0, 100.0, 2.0, 4.0, 6.0, -50.0]) == pytest.approx(iqm([5, 1, 3, 100, 2, 4, 6, -50]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# W&B sweeps of whole seed groups
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_under_a_sweep_agent_a_seed_group_is_one_wandb_run(tmp_path):
+    """The environment a W&B sweep agent sets (WANDB_SWEEP_ID, WANDB_RUN_ID), offline: one W&B run for the group."""
+    from tests.conftest import run_script
+
+    env = {"WANDB_SWEEP_ID": "sweep123", "WANDB_RUN_ID": "group456", "WANDB_SILENT": "true"}
+    result = run_script("ppo_discrete_seeds.py", "--seeds", "1", "2", "3", "--track", "--total-timesteps", "2048",
+                        "--num-envs", "2", "--num-steps", "64", "--run-name", "g__{seed}", cwd=tmp_path,
+                        extra_env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted((tmp_path / "runs").glob("g__*/wandb/offline-run-*"))
+    assert [run.parent.parent.name for run in runs] == ["g__1"] and runs[0].name.endswith("-group456")
+    (history,) = runs[0].glob("*.wandb")
+    data = history.read_bytes()
+    for key in ("group/return_iqm", "group/return_mean", "group/return_min", "group/return_max",
+                "seed_1/return", "seed_2/return", "seed_3/return"):  # fmt: skip
+        assert key.encode() in data, key
+    assert b"charts/episodic_return" not in data  # the seeds' own logs stay in their TensorBoard runs
+    for seed in (1, 2, 3):
+        assert read_scalars(tmp_path / "runs" / f"g__{seed}")["charts/episodic_return"]
