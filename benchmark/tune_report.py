@@ -121,8 +121,9 @@ def write_report(study_dir: Path, storage: Optional[str] = None) -> Path:
         best = complete[0]
         single, group = best_command(study, best.params, study.seeds)
         mean, worst = best.user_attrs.get("mean", float("nan")), best.user_attrs.get("min", float("nan"))
-        lines += ["## Best configuration", "", f"Trial {best.number}: score {best.value:.4g}; mean {mean:.4g}, worst "
-                  f"seed {worst:.4g}; each seed: {seed_returns_text(best)}.", "", "```bash", single, group, "```", ""]  # fmt: skip
+        summary = f"Trial {best.number}: score {best.value:.4g}; mean {mean:.4g}, worst seed {worst:.4g}"
+        lines += ["## Best configuration", "", f"{summary}; each seed: {seed_returns_text(best)}.", ""]
+        lines += ["```bash", single, group, "```", ""]
         names = sorted({name for trial in complete for name in trial.params})
         rows = [[str(t.number), fmt(t.value, 4), fmt(t.user_attrs.get("mean"), 4), fmt(t.user_attrs.get("min"), 4)]
                 + [param_text(t.params.get(name, "")) for name in names] + [seed_returns_text(t)]
