@@ -346,3 +346,41 @@ def test_under_a_sweep_agent_a_seed_group_is_one_wandb_run(tmp_path):
     assert b"charts/episodic_return" not in data  # the seeds' own logs stay in their TensorBoard runs
     for seed in (1, 2, 3):
         assert read_scalars(tmp_path / "runs" / f"g__{seed}")["charts/episodic_return"]
+
+
+@pytest.mark.slow
+def test_validation_trains_both_configurations_on_fresh_seeds(study, tmp_path):
+    study_dir, _, _ = study
+    refused = run_tune(sys.executable, "-m", "benchmark.tune", "validate", "--study-dir", str(study_dir),
+                       "--seeds", "2", "101")  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.strip().endswith("[2] were used by the search: not fresh")
+    out = tmp_path / "committed"
+    result = run_tune(sys.executable, "-m", "benchmark.tune", "validate", "--study-dir", str(study_dir), "--trial", "0",
+                      "--seeds", "101", "102", "--total-timesteps", "1024", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (out / "validation.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| CartPole-v1 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["defaults", "tuned"]
+    # each row's mean is the mean of the seeds it lists, read back from the runs' events
+    sweeps = {"defaults": study_dir / "validation" / "defaults", "tuned": study_dir / "validation" / "trial-0"}
+    for row in rows:
+        cells = row.strip("| ").split(" | ")
+        run_dirs = sorted((sweeps[cells[1]] / "runs").iterdir())
+        assert [path.name.rsplit("__", 1)[1] for path in run_dirs] == ["101", "102"]
+        finals = [np.mean([v for _, v in read_scalars(path)["charts/episodic_return"]][-100:]) for path in run_dirs]
+        assert float(cells[3].replace(",", "")) == pytest.approx(np.mean(finals), abs=0.006)
+        assert cells[2] == "2" and "[" in cells[5]
+    assert "--learning-rate 0.0025" in text and "--seeds 101 102" in text
+    assert (out / "learning_curves_CartPole-v1.png").stat().st_size > 1000
+
+
+def test_trial_cost_summary_is_the_ratio_of_medians():
+    from benchmark.trial_cost import summary
+
+    rows = [{"env_id": "E", "script": "s.py", "layout": layout, "seeds": 4, "total_timesteps": 1000,
+             "seed_steps_per_s": rate} for layout, rate in
+            [("K runs one after another", 100.0), ("K runs one after another", 300.0), ("K runs one after another", 200.0),
+             ("one seeds-variant process", 500.0), ("one seeds-variant process", 700.0),
+             ("one seeds-variant process", 600.0)]]  # fmt: skip
+    (line,) = [line for line in summary(rows).splitlines() if line.startswith("| E |")]
+    assert line == "| E | s.py | 4 | 1,000 | 200 | 600 | 3.00x |"
