@@ -12,6 +12,13 @@ Run sweeps (local and Slurm)
     slurm         the Slurm backend: one `sbatch --array` job, and its tasks' states from squeue/scontrol
     status        the state of every run of a sweep, from result files, job locks and the Slurm queue
 
+Tune hyperparameters (Optuna; each trial a seed group)
+    tune          the command line: `python -m benchmark.tune ...`, `... report`, `... validate`; trials, pruning,
+                  storage, workers and Slurm array tasks
+    space         a search space in the language of W&B sweep files, checked against a script's options
+    tune_report   a study's report.md and figures, and the validation of a configuration on fresh seeds
+    trial_cost    what a K-seed trial costs: one seeds-variant process against K one-seed runs in a row
+
 Aggregate and report (tables, plots, curves)
     events        reading scalars from TensorBoard event files
     curves        return curves: trailing means and several seeds on a common step grid
