@@ -17,6 +17,7 @@ Each seed writes the run directory ppo_continuous.py would write; the one checkp
 import copy
 import dataclasses
 import importlib
+import json
 import math
 import os
 import random
@@ -563,7 +564,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
         for seed_returns, saved in zip(recent_returns, training["recent_returns"]):
             seed_returns.extend(saved)
         start_time -= training["elapsed"]
-        print(f"resumed {run_dirs[0]} after iteration {start_iteration}/{num_iterations} (step {global_step:,})")
+        print_resumed(run_dirs[0], start_iteration, num_iterations, global_step)
 
     # --- Tracking: TensorBoard always, W&B on request; one run per seed ---
     writers, wandb_ids = start_tracking(args, run_dirs, checkpoint)
@@ -1073,11 +1074,9 @@ class StopOnSignal:
         if self.requested:
             raise KeyboardInterrupt
         self.signum = signum
-        message = (
-            f"{signal.Signals(signum).name}: stopping with a checkpoint after this iteration "
-            "(signal again to stop at once)\n"
-        )
-        os.write(2, message.encode())  # print is not safe in a handler
+        name = signal.Signals(signum).name
+        message = f"{name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n"
+        os.write(2, (message + status_line("stop_requested", signal=name) + "\n").encode())  # not print: a handler
 
     def __enter__(self) -> "StopOnSignal":
         self.previous_handlers = {
@@ -1094,6 +1093,8 @@ class StopOnSignal:
                 f"resume with: python {SCRIPT}.py --resume {self.run_dir}",
                 file=sys.stderr,
             )
+            stopped = dict(signal=name, iteration=iteration, num_iterations=num_iterations, global_step=global_step)
+            print(status_line("stopped", **stopped), file=sys.stderr, flush=True)
             raise SystemExit(128 + self.signum)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -1570,6 +1571,17 @@ def print_summary(global_step: int, start_time: float, recent_returns: list, run
         f"({int(num_seeds * global_step / elapsed):,} seed-steps per second) "
         f"| return over the last 100 episodes {seed_returns(recent_returns)} | first run {run_dir}"
     )
+
+
+def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:
+    print(f"resumed {run_dir} after iteration {iteration}/{num_iterations} (step {global_step:,})")
+    print(status_line("resumed", iteration=iteration, num_iterations=num_iterations, global_step=global_step))
+
+
+def status_line(event: str, **fields) -> str:
+    """A line for tools, not people (benchmark/run_one.py reads it): PPO_STATUS and the JSON object {"event": event,
+    **fields}, so that rewording the messages around it breaks no tool."""
+    return "PPO_STATUS " + json.dumps({"event": event, **fields})
 
 
 def describe(error: BaseException) -> str:

@@ -12,6 +12,7 @@ that published results depend on, each named where it happens. Equation numbers 
 
 import dataclasses
 import importlib
+import json
 import math
 import os
 import random
@@ -355,7 +356,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
         kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
         recent_returns.extend(training["recent_returns"])
         start_time -= training["elapsed"]
-        print(f"resumed {run_dir} after iteration {start_iteration}/{num_iterations} (step {global_step:,})")
+        print_resumed(run_dir, start_iteration, num_iterations, global_step)
 
     # --- Tracking: TensorBoard always, W&B on request ---
     writer, wandb_id = start_tracking(args, run_dir, checkpoint)
@@ -729,11 +730,9 @@ class StopOnSignal:
         if self.requested:
             raise KeyboardInterrupt
         self.signum = signum
-        message = (
-            f"{signal.Signals(signum).name}: stopping with a checkpoint after this iteration "
-            "(signal again to stop at once)\n"
-        )
-        os.write(2, message.encode())  # print is not safe in a handler
+        name = signal.Signals(signum).name
+        message = f"{name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n"
+        os.write(2, (message + status_line("stop_requested", signal=name) + "\n").encode())  # not print: a handler
 
     def __enter__(self) -> "StopOnSignal":
         self.previous_handlers = {
@@ -750,6 +749,8 @@ class StopOnSignal:
                 f"resume with: python {SCRIPT}.py --resume {self.run_dir}",
                 file=sys.stderr,
             )
+            stopped = dict(signal=name, iteration=iteration, num_iterations=num_iterations, global_step=global_step)
+            print(status_line("stopped", **stopped), file=sys.stderr, flush=True)
             raise SystemExit(128 + self.signum)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -1151,6 +1152,17 @@ def print_summary(global_step: int, start_time: float, recent_returns: deque, ru
         f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
         f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}"
     )
+
+
+def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:
+    print(f"resumed {run_dir} after iteration {iteration}/{num_iterations} (step {global_step:,})")
+    print(status_line("resumed", iteration=iteration, num_iterations=num_iterations, global_step=global_step))
+
+
+def status_line(event: str, **fields) -> str:
+    """A line for tools, not people (benchmark/run_one.py reads it): PPO_STATUS and the JSON object {"event": event,
+    **fields}, so that rewording the messages around it breaks no tool."""
+    return "PPO_STATUS " + json.dumps({"event": event, **fields})
 
 
 def describe(error: BaseException) -> str:

@@ -4,14 +4,20 @@
 
 Runs the script in this process (as `python SCRIPT.py ARGS` would: its `__main__` block, its exit code) while
 a timer signal samples, about every millisecond, which line of the script's main() is executing (LineSampler). Each line
-belongs to a phase, from the banner section of main() it lies in (`# --- Name ... ---`) and from the text of
-the statement it is part of:
+belongs to a phase, read from the structure of main()'s code (its syntax tree), never from its comments: the training
+loop is the `for` loop that holds the rollout's `for step in ...` loop (or main() itself, if none does), and each
+statement of its body falls in
 
-  Rollout                 a statement containing `envs.step(` -> env, `agent.` -> inference, else storage+gae
-  Advantages              storage+gae
-  Update                  update
-  Logging, Checkpoint     other
-  any other section, and samples with main() not on the stack (imports, the script's own wrapping): setup
+  the statement holding the rollout loop  a statement calling `envs.step(...)` -> env, one calling a method of an
+                                          object named *agent -> inference, any other -> storage+gae
+  after it, up to the update              storage+gae (GAE, flattening the batch)
+  from the one holding the update's       update (the epochs of minibatches, then the update's statistics)
+  `for epoch in ...` loop
+  from the first call on `writer` on      other (logging, progress, checkpoint)
+  before the rollout                      other (learning-rate annealing)
+
+Every other line of main() (setup and finish, the training loop's own header), and samples with main() not on the
+stack (imports, the script's own wrapping), are setup.
 
 The JSON written (even when the script exits by SystemExit) holds the loop phases' shares (they sum to 1),
 the seconds and sample counts per phase, the seconds outside the loop (`setup_s`: imports, setup and
@@ -20,7 +26,6 @@ finish), the peak RSS of the process in MB, and the script's exit code.
 
 import argparse
 import ast
-import re
 import resource
 import runpy
 import signal
@@ -35,8 +40,6 @@ from benchmark.atomic import write_json_atomic
 
 LOOP_PHASES = ("env", "inference", "storage+gae", "update", "other")
 SETUP = "setup"
-BANNER = re.compile(r"^\s*#\s*-{3,}\s*(.+?)\s*-{3,}\s*$")
-SECTION_PHASES = {"Advantages": "storage+gae", "Update": "update", "Logging": "other", "Checkpoint": "other"}
 COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.TryStar, ast.Match,
             ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)  # fmt: skip
 
@@ -45,45 +48,79 @@ def find_main(tree: ast.Module) -> ast.FunctionDef:
     return next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
 
 
-def banner_sections(lines: Sequence[str], main: ast.FunctionDef) -> dict[int, str]:
-    """{line number: section name} for main()'s lines; a section runs from its banner to the next one, its
-    name is the banner text up to ':' or ','; the lines before the first banner are "Setup"."""
-    sections, name = {}, "Setup"
-    for lineno in range(main.lineno, main.end_lineno + 1):
-        match = BANNER.match(lines[lineno - 1])
-        if match:
-            name = re.split(r"[:,]", match.group(1))[0].strip()
-        sections[lineno] = name
-    return sections
+def loop_over(node: ast.AST, name: str) -> bool:
+    """Whether `node` is, or holds, a `for NAME in ...` loop."""
+    return any(isinstance(child, ast.For) and isinstance(child.target, ast.Name) and child.target.id == name
+               for child in ast.walk(node))  # fmt: skip
 
 
-def statement_phase(section: str, text: str) -> str:
-    if section == "Rollout":
-        return "env" if "envs.step(" in text else "inference" if "agent." in text else "storage+gae"
-    return SECTION_PHASES.get(section, SETUP)
+def calls_method_of(parts: list, owner) -> bool:
+    """Whether the expressions `parts` call a method of a name for which owner(name) is true."""
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+        and owner(node.func.value.id)
+        for part in parts for node in ast.walk(part)
+    )  # fmt: skip
+
+
+def header(node: ast.stmt) -> list:
+    """The expressions of a compound statement's header line(s), not its body: what that header itself runs."""
+    if isinstance(node, (ast.For, ast.AsyncFor)):
+        return [node.target, node.iter]
+    if isinstance(node, (ast.If, ast.While)):
+        return [node.test]
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        return [item.context_expr for item in node.items]
+    if isinstance(node, ast.Match):
+        return [node.subject]
+    return []
+
+
+def rollout_phase(parts: list) -> str:
+    if calls_method_of(parts, lambda name: name == "envs"):
+        return "env"
+    return "inference" if calls_method_of(parts, lambda name: name.endswith("agent")) else "storage+gae"
+
+
+def statement_span(node: ast.stmt) -> tuple[range, list]:
+    """The lines a statement owns (a compound statement: its header lines only) and the expressions they run."""
+    if isinstance(node, COMPOUND):
+        first_body_line = min(child.lineno for child in node.body) if node.body else node.lineno + 1
+        return range(node.lineno, max(node.lineno, first_body_line - 1) + 1), header(node)
+    return range(node.lineno, node.end_lineno + 1), [node]
+
+
+def is_loop_over(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.For) and isinstance(node.target, ast.Name) and node.target.id == name
 
 
 def line_phases(source: str) -> dict[int, str]:
-    """{line number: phase} for the lines of main(). A line takes the phase of the innermost simple statement
-    that contains it (every line of a multi-line statement alike); the header lines of a compound statement
-    (`if ...:`, `for ...:`, `with ...:`) take the phase of the header's own text, not of its body; a line of
-    no statement (`except ...:`, `else:`) that of its section."""
-    lines = source.splitlines()
+    """{line number: phase} for the lines of main(), from the structure of its code (see the module docstring).
+    A line takes the phase of the innermost statement that owns it (every line of a multi-line statement alike;
+    a compound statement owns its header lines, whose phase is that of the header's own expressions); a line of
+    no statement (`else:`, a comment) that of the training loop's statement it lies in."""
     main = find_main(ast.parse(source))
-    sections = banner_sections(lines, main)
-    phases = {lineno: statement_phase(section, "") for lineno, section in sections.items()}  # lines of no statement
-    for node in ast.walk(main):  # outer statements first, so the inner ones overwrite them
-        if not isinstance(node, ast.stmt) or node is main:
-            continue
-        if isinstance(node, COMPOUND):
-            first_body_line = min(child.lineno for child in node.body) if node.body else node.lineno + 1
-            span = range(node.lineno, max(node.lineno, first_body_line - 1) + 1)
-            text = "\n".join(lines[span.start - 1 : span.stop - 1])
-        else:
-            span = range(node.lineno, node.end_lineno + 1)
-            text = ast.get_source_segment(source, node) or ""
-        phase = statement_phase(sections[node.lineno], text)
-        phases.update(dict.fromkeys(span, phase))
+    phases = dict.fromkeys(range(main.lineno, main.end_lineno + 1), SETUP)
+    around_rollout = [node for node in ast.walk(main) if isinstance(node, ast.For) and not is_loop_over(node, "step")
+                      and loop_over(node, "step")]  # fmt: skip
+    # the innermost loop around the rollout; main() itself where the rollout runs once
+    training_loop = min(around_rollout, key=lambda loop: loop.end_lineno - loop.lineno, default=main)
+    region = "other"
+    for statement in training_loop.body:
+        if loop_over(statement, "step"):
+            region = "rollout"
+        elif loop_over(statement, "epoch"):
+            region = "update"
+        elif region == "rollout":
+            region = "storage+gae"
+        if region == "update" and calls_method_of([statement], lambda name: name == "writer"):
+            region = "other"
+        default = "storage+gae" if region == "rollout" else region
+        phases.update(dict.fromkeys(range(statement.lineno, statement.end_lineno + 1), default))
+        for node in ast.walk(statement):  # outer statements first, so the inner ones overwrite them
+            if isinstance(node, ast.stmt):
+                span, parts = statement_span(node)
+                phases.update(dict.fromkeys(span, rollout_phase(parts) if region == "rollout" else region))
     return phases
 
 

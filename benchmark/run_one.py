@@ -17,7 +17,7 @@ a local sweep, `kill RUNNER`, Slurm's --signal=B:TERM@N or `scancel --batch`) or
 both (a Slurm job's cancel, requeue, preemption or time limit signals every process of the job; Ctrl-C in a
 terminal signals the whole foreground process group). On a signal the runner waits FORWARD_DELAY_S, then
 sends the same signal to the script unless the script has already said on its output that it is stopping
-(STOP_NOTICE), so it never turns one stop into two. Where the script runs:
+(its "stop_requested" status line), so it never turns one stop into two. Where the script runs:
   - local backend: in its own session (start_new_session), so a terminal's Ctrl-C or a signal to the sweep's
     process group reaches only the runner, which forwards it; a second signal to the runner is forwarded at
     once (stop now), a third kills the scripts.
@@ -30,6 +30,7 @@ it made progress, it requeues itself (`scontrol requeue`), and the requeued task
 
 import argparse
 import fcntl
+import json
 import os
 import re
 import resource
@@ -54,12 +55,10 @@ POLL_SECONDS = 0.2
 # How long a signal to the runner waits before it is forwarded: long enough for a script that got the same
 # signal directly to print STOP_NOTICE (its handler runs between two Python bytecodes of its main thread).
 FORWARD_DELAY_S = 2.0
-# What the scripts print on stderr, from their signal handler, when a SIGINT or SIGTERM reaches them.
-STOP_NOTICE = "stopping with a checkpoint after this iteration"
-# What they print when they stop: "stopped by SIGTERM after iteration 31/156 (step 3,968), checkpoint ...",
-# and when they resume: "resumed RUN_DIR after iteration 31/156 (step 3,968)".
-STOPPED_LINE = re.compile(r"^stopped by (SIG[A-Z]+) after iteration (\d+)/(\d+) \(step ([\d,]+)\)", re.MULTILINE)
-RESUMED_LINE = re.compile(r"^resumed .* after iteration (\d+)/(\d+) \(step ([\d,]+)\)", re.MULTILINE)
+# The scripts' machine-readable lines: STATUS_PREFIX and a JSON object whose "event" is "stop_requested" (from the
+# signal handler, when a SIGINT or SIGTERM reaches them: "signal"), "stopped" (when they stop on it: "signal",
+# "iteration", "num_iterations", "global_step") or "resumed" ("iteration", "num_iterations", "global_step").
+STATUS_PREFIX = "PPO_STATUS "
 ATTEMPT_HEADER = re.compile(rb"^===== attempt (\d+) of ", re.MULTILINE)
 # Exit codes of a script stopped by SIGTERM or SIGINT: its own clean stop (128 + signal), or the signal's
 # default action when it arrived before the script installed its handler.
@@ -228,8 +227,18 @@ def failure_reason(exit_code: int, log_tail: str, has_events: bool) -> str:
     return f"{reason}: {error_lines[-1]}" if error_lines else reason
 
 
-def _number(text: str) -> int:
-    return int(text.replace(",", ""))
+def status_events(output: str, event: str) -> list[dict]:
+    """The scripts' status lines in `output` whose event is `event`, as dicts, in order."""
+    events = []
+    for line in output.splitlines():
+        if line.startswith(STATUS_PREFIX):
+            try:
+                fields = json.loads(line[len(STATUS_PREFIX) :])
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if isinstance(fields, dict) and fields.get("event") == event:
+                events.append(fields)
+    return events
 
 
 def total_wall_time(attempt: Attempt, wall_time_s: float) -> Optional[float]:
@@ -264,13 +273,18 @@ def finish(
     reason = failure_reason(exit_code, tail, not without_events)
     if reason and exit_code == 0 and attempt.job.batched:
         reason += f" in {', '.join(without_events)}"
-    resumed = RESUMED_LINE.search(output)
-    stopped = STOPPED_LINE.search(output)
+    resumed = next(iter(status_events(output, "resumed")), None)
+    stopped = next(iter(status_events(output, "stopped")), None)
     if not reason:
         status = COMPLETE
     elif exit_code in STOP_EXIT_CODES and has_checkpoint:
         status = INTERRUPTED
-        said = f"{stopped.group(0)}" if stopped else reason
+        said = (
+            f"stopped by {stopped['signal']} after iteration {stopped['iteration']}/{stopped['num_iterations']} "
+            f"(step {stopped['global_step']:,})"
+            if stopped
+            else reason
+        )
         reason = f"{said}; the next attempt resumes from its checkpoint"
     else:
         status = FAILED
@@ -300,9 +314,9 @@ def finish(
         host=socket.gethostname(),
         slurm_job=f"{slurm_job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if slurm_job else None,
         resumed=attempt.resumed,
-        resumed_from_iteration=int(resumed.group(1)) if resumed else None,
-        resumed_from_step=_number(resumed.group(3)) if resumed else None,
-        stopped_after_iteration=int(stopped.group(2)) if stopped and status == INTERRUPTED else None,
+        resumed_from_iteration=resumed["iteration"] if resumed else None,
+        resumed_from_step=resumed["global_step"] if resumed else None,
+        stopped_after_iteration=stopped["iteration"] if stopped and status == INTERRUPTED else None,
         wall_time_total_s=total_wall_time(attempt, wall_time_s),
     )
     try:
@@ -324,7 +338,7 @@ def send_signal(attempt: Attempt, signum: int) -> None:
 
 def script_saw_stop(attempt: Attempt) -> bool:
     """Whether the script has said, since this attempt started, that a stop signal reached it."""
-    return STOP_NOTICE in read_output(attempt.log_path, attempt.log_offset)
+    return bool(status_events(read_output(attempt.log_path, attempt.log_offset), "stop_requested"))
 
 
 def request_stop(attempt: Attempt, signum: int) -> None:

@@ -213,7 +213,9 @@ def test_the_job_stops_with_one_checkpoint_for_both_seeds(local_sweep):
     assert first.log == f"logs/{FIRST}.log" and not layout.log(SECOND).exists()  # one process, one log
     assert (layout.run_dir(FIRST) / "checkpoint.pt").is_file()
     assert not (layout.run_dir(SECOND) / "checkpoint.pt").exists()  # the job's one checkpoint is in its first run's
-    assert attempt_outputs(layout, FIRST)[0].count(run_one.STOP_NOTICE) == 1  # one signal reached the script
+    assert (
+        len(run_one.status_events(attempt_outputs(layout, FIRST)[0], "stop_requested")) == 1
+    )  # one signal reached the script
     assert f"interrupted {run_name(SCRIPT, TICKING, '{1,2}')}" in output
     assert [(status.index, status.name, status.state) for status in local_sweep["statuses"]] == [
         (0, FIRST, "interrupted"),

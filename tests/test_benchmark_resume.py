@@ -132,7 +132,7 @@ def test_stopped_runs_are_interrupted_with_a_checkpoint(local_sweep):
             f"stopped by SIGTERM after iteration {result.stopped_after_iteration}/{NUM_ITERATIONS}"
         )
         output = attempt_outputs(local_sweep["layout"], name)[0]
-        assert output.count(run_one.STOP_NOTICE) == 1  # the script got exactly one signal
+        assert len(run_one.status_events(output, "stop_requested")) == 1  # the script got exactly one signal
     assert "interrupted" in local_sweep["output"] and "SIGTERM: stopping" in local_sweep["output"]
     status = json.loads(local_sweep["status"].stdout)
     assert [run["state"] for run in status["runs"]] == ["interrupted", "interrupted"] and status[
@@ -219,7 +219,10 @@ def test_a_task_stops_once_whoever_gets_the_signal(task_attempts):
     )
     assert first.stopped_after_iteration < second.stopped_after_iteration < TASK_ITERATIONS
     outputs = attempt_outputs(task_attempts["layout"], task_attempts["name"])
-    assert [output.count(run_one.STOP_NOTICE) for output in outputs[:2]] == [1, 1]  # one signal each, not two
+    assert [len(run_one.status_events(output, "stop_requested")) for output in outputs[:2]] == [
+        1,
+        1,
+    ]  # one signal each, not two
     assert all("stopped by SIGTERM" in output for output in outputs[:2])
 
 
@@ -238,7 +241,7 @@ def test_a_killed_attempt_is_counted_and_the_next_resumes_to_the_end(task_attemp
 
 # ---------------- which signals the runner passes on, with a stand-in for a script ----------------
 
-STAND_IN = f"""import os, signal, sys, time
+STAND_IN = f"""import json, os, signal, sys, time
 
 received = []
 
@@ -246,8 +249,8 @@ received = []
 def handler(signum, frame):  # the scripts' contract: the first signal asks for a stop, a second stops at once
     received.append(signum)
     if len(received) == 1:
-        notice = f"{{signal.Signals(signum).name}}: {run_one.STOP_NOTICE} (signal again to stop at once)\\n"
-        os.write(2, notice.encode())
+        notice = {{"event": "stop_requested", "signal": signal.Signals(signum).name}}
+        os.write(2, ({run_one.STATUS_PREFIX!r} + json.dumps(notice) + "\\n").encode())
     else:
         os.write(2, f"signal {{len(received)}}\\n".encode())
 
@@ -343,3 +346,22 @@ def test_a_third_signal_kills_a_script_in_its_own_session(stand_in):
         run_one.request_stop(attempt, signal.SIGINT)
     result = forward_for(layout, attempt, 2.0)
     assert result is not None and signal.SIGKILL in attempt.sent
+
+
+def test_status_events_are_read_from_the_json_lines_alone():
+    """The runner reads the scripts' PPO_STATUS lines, not their messages: reworded or missing messages change
+    nothing, a line cut short by a kill is skipped, and events come back in order."""
+    output = "\n".join([
+        "resumed elsewhere after iteration 99/99 (step 1)",  # prose: ignored
+        'PPO_STATUS {"event": "resumed", "iteration": 3, "num_iterations": 10, "global_step": 384}',
+        'PPO_STATUS {"event": "stop_requested", "signal": "SIGTERM"}',
+        'PPO_STATUS {"event": "stopped", "signal": "SIGTERM", "iteration": 5, "num_iterations": 10, "global_step": 6}',
+        'PPO_STATUS {"event": "stopped", "signal": "SIGINT", "iter',  # cut short
+        '  PPO_STATUS {"event": "stopped"}',  # not at the start of a line
+    ])  # fmt: skip
+    assert run_one.status_events(output, "resumed") == [
+        {"event": "resumed", "iteration": 3, "num_iterations": 10, "global_step": 384}
+    ]
+    assert [event["iteration"] for event in run_one.status_events(output, "stopped")] == [5]
+    assert run_one.status_events(output, "stop_requested") == [{"event": "stop_requested", "signal": "SIGTERM"}]
+    assert run_one.status_events("stopped by SIGTERM after iteration 5/10 (step 640)", "stopped") == []

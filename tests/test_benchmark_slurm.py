@@ -187,7 +187,9 @@ def test_a_preempted_task_is_interrupted_with_a_checkpoint(preempted):
             f"{job}_{index}",
         )
         assert 1 <= result.stopped_after_iteration < RESUME_ITERATIONS
-        assert attempt_outputs(layout, name)[0].count(run_one.STOP_NOTICE) == 1  # one signal reached the script
+        assert (
+            len(run_one.status_events(attempt_outputs(layout, name)[0], "stop_requested")) == 1
+        )  # one signal reached the script
     requeued, stopped = (preempted["states"][name] for name in preempted["names"])
     assert requeued.state == "queued" and "attempt 1 interrupted: stopped by SIGTERM" in requeued.detail, requeued
     assert stopped.state == "interrupted" and stopped.detail.startswith("attempt 1: stopped by SIGTERM"), stopped

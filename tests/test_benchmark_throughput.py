@@ -40,7 +40,7 @@ def test_a_tiny_real_measurement(tmp_path):
 
 # A script whose main() spends known times in each phase: per iteration, env 0.08 s (a multi-line envs.step(...)
 # statement, whose sleep is on its second line), inference 0.04, storage+GAE 0.02 + 0.02, update 0.06, other 0.02;
-# 0.4 s outside the loop; it ends with sys.exit(3).
+# 0.4 s outside the loop; it ends with sys.exit(3). Its comments name no phase: phases are read from the code.
 SYNTHETIC_SCRIPT = """
 import sys
 import time
@@ -56,30 +56,33 @@ class Agent:
         time.sleep(seconds)
 
 
+class Writer:
+    def add_scalar(self, seconds):
+        time.sleep(seconds)
+
+
 def wait(seconds):
     time.sleep(seconds)
     return seconds
 
 
 def main():
-    envs, agent = Envs(), Agent()
+    envs, agent, writer = Envs(), Agent(), Writer()
     wait(0.3)
-    # --- Environments: none ---
+    # --- a comment ---
     for iteration in range(4):
-        # ---------------- Rollout: two steps ----------------
+        # ---------------- Update ----------------
         for step in range(2):
             agent.act(0.02)
             envs.step(
                 wait(0.04),
             )
             wait(0.01)
-        # ---------------- Advantages: GAE ----------------
+        # ---------------- Rollout ----------------
         wait(0.01 + 0.01)
-        # ---------------- Update ----------------
-        wait(0.06)
-        # ---------------- Logging ----------------
-        wait(0.02)
-    # --- Finish: done ---
+        for epoch in range(1):
+            wait(0.06)
+        writer.add_scalar(0.02)
     wait(0.1)
 
 
@@ -89,15 +92,35 @@ if __name__ == "__main__":
 """
 
 
-def test_line_phases_follow_sections_and_whole_statements():
+def test_line_phases_follow_the_code_and_whole_statements():
     phase = line_phases(SYNTHETIC_SCRIPT)
     line = {text.strip(): number for number, text in enumerate(SYNTHETIC_SCRIPT.splitlines(), 1)}
     assert phase[line["wait(0.04),"]] == phase[line["envs.step("]] == "env"  # one statement, all its lines
     assert phase[line["agent.act(0.02)"]] == "inference"
     assert phase[line["for step in range(2):"]] == phase[line["wait(0.01)"]] == "storage+gae"  # a header: its own text
-    assert phase[line["wait(0.01 + 0.01)"]] == "storage+gae" and phase[line["wait(0.06)"]] == "update"
-    assert phase[line["wait(0.02)"]] == "other"
+    assert phase[line["wait(0.01 + 0.01)"]] == "storage+gae"
+    assert phase[line["for epoch in range(1):"]] == phase[line["wait(0.06)"]] == "update"
+    assert phase[line["writer.add_scalar(0.02)"]] == "other"
     assert phase[line["wait(0.3)"]] == phase[line["wait(0.1)"]] == phase[line["for iteration in range(4):"]] == "setup"
+    without_comments = "\n".join(text.split("#")[0].rstrip() for text in SYNTHETIC_SCRIPT.splitlines())
+    assert line_phases(without_comments) == phase  # comments, banners included, play no part
+
+
+def test_line_phases_of_the_scripts_find_each_phase():
+    for script in ("ppo_discrete.py", "ppo_atari.py", "ppo_continuous_seeds.py"):
+        source = (throughput.REPO / script).read_text()
+        phase = line_phases(source)
+        line = {text.strip(): number for number, text in reversed(list(enumerate(source.splitlines(), 1)))}  # first
+        step = next(text for text in source.splitlines() if "= envs.step(" in text).strip()
+        assert phase[line[step]] == "env", script
+        assert phase[line["for epoch in range(args.update_epochs):"]] == "update", script
+        assert phase[line[next(text for text in line if text.startswith("advantages, returns = compute_gae("))]] == (
+            "storage+gae"
+        ), script
+        assert {phase[number] for number, text in enumerate(source.splitlines(), 1) if "agent.get_value(" in text
+                and "final_obs" in text} == {"inference"}, script  # fmt: skip
+        assert phase[line['writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)']] \
+            == "other", script  # fmt: skip
 
 
 def test_phase_shares_of_a_script_with_known_times(tmp_path):
