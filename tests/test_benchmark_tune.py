@@ -384,3 +384,17 @@ def test_trial_cost_summary_is_the_ratio_of_medians():
              ("one seeds-variant process", 600.0)]]  # fmt: skip
     (line,) = [line for line in summary(rows).splitlines() if line.startswith("| E |")]
     assert line == "| E | s.py | 4 | 1,000 | 200 | 600 | 3.00x |"
+
+
+def test_track_mirrors_every_trial_to_wandb(tmp_path):
+    """--track: each run of a trial logs to W&B (offline here), grouped under the trial's name."""
+    space_path = write_space(tmp_path / "space.yaml", SPACE)
+    study_dir = tmp_path / "tracked"
+    command = tune_command(study_dir, space_path, "--trials", "1", "--enqueue", GOOD, "--pruner", "none", "--track")
+    command[command.index("--total-timesteps") + 1] = "512"
+    result = run_tune(*command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for seed in (1, 2):
+        (offline_run,) = (study_dir / "trials" / "00000" / f"CartPole-v1__{seed}" / "wandb").glob("offline-run-*")
+        (history,) = offline_run.glob("*.wandb")
+        assert b"tracked-trial-0" in history.read_bytes()  # the W&B group of the trial's runs
