@@ -377,11 +377,9 @@ def test_validation_trains_both_configurations_on_fresh_seeds(study, tmp_path):
 def test_trial_cost_summary_is_the_ratio_of_medians():
     from benchmark.trial_cost import summary
 
+    rates = {"K runs one after another": (100.0, 300.0, 200.0), "one seeds-variant process": (500.0, 700.0, 600.0)}
     rows = [{"env_id": "E", "script": "s.py", "layout": layout, "seeds": 4, "total_timesteps": 1000,
-             "seed_steps_per_s": rate} for layout, rate in
-            [("K runs one after another", 100.0), ("K runs one after another", 300.0), ("K runs one after another", 200.0),
-             ("one seeds-variant process", 500.0), ("one seeds-variant process", 700.0),
-             ("one seeds-variant process", 600.0)]]  # fmt: skip
+             "seed_steps_per_s": rate} for layout, values in rates.items() for rate in values]  # fmt: skip
     (line,) = [line for line in summary(rows).splitlines() if line.startswith("| E |")]
     assert line == "| E | s.py | 4 | 1,000 | 200 | 600 | 3.00x |"
 
