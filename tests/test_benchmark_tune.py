@@ -396,3 +396,22 @@ def test_track_mirrors_every_trial_to_wandb(tmp_path):
         (offline_run,) = (study_dir / "trials" / "00000" / f"CartPole-v1__{seed}" / "wandb").glob("offline-run-*")
         (history,) = offline_run.glob("*.wandb")
         assert b"tracked-trial-0" in history.read_bytes()  # the W&B group of the trial's runs
+
+
+def test_a_journal_file_storage_holds_the_study(tmp_path):
+    """--storage journal:PATH (Optuna's journal file, for a shared filesystem) instead of the SQLite default."""
+    space_path = write_space(tmp_path / "space.yaml", SPACE)
+    study_dir, journal = tmp_path / "journaled", tmp_path / "shared" / "study.journal"
+    journal.parent.mkdir()
+    command = tune_command(study_dir, space_path, "--trials", "1", "--enqueue", GOOD, "--pruner", "none",
+                           "--storage", f"journal:{journal}")  # fmt: skip
+    command[command.index("--total-timesteps") + 1] = "512"
+    result = run_tune(*command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (study_dir / "study.db").exists() and journal.stat().st_size > 0
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    (trial,) = optuna.load_study(study_name="journaled", storage=storage).get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.params == {"learning_rate": 0.0025}
+    assert "Trial 0: score" in (study_dir / "report.md").read_text()  # the report finds the study through it
