@@ -54,6 +54,7 @@ from benchmark.sweep import positive_int, split_extra
 RETURN_TAG = "charts/episodic_return"
 PROGRESS_TAG = "charts/learning_rate"  # logged once per iteration at the iteration's last step: how far a run is
 LAST_EPISODES = 100
+MAX_FAILURES_IN_A_ROW = 20  # a space whose every sample the script rejects: stop, rather than fail forever
 STATE_FILE = "study.json"  # the study's settings, for report and validate
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -187,6 +188,7 @@ class Job:
     argv: list[str]
     log: Path
     run_dirs: list[Path]
+    budget: int  # the steps each run ends at: whole iterations of its batch
     process: Optional[subprocess.Popen] = None
 
 
@@ -196,7 +198,8 @@ def trial_jobs(study: Study, trial_dir: Path, params: dict[str, Any], defaults: 
     events the tuner reads then, and a pruned or interrupted run keeps a recent one."""
     settings = {**defaults, **study.fixed, **params}
     total = study.total_timesteps or settings["total_timesteps"]
-    iterations = total // (settings["num_envs"] * settings["num_steps"])
+    batch = settings["num_envs"] * settings["num_steps"]
+    iterations = total // batch
     common = to_cli({**study.fixed, **params}) + ["--torch-threads", "1", "--output-dir", str(trial_dir)]
     common += ["--total-timesteps", str(total), "--checkpoint-every", str(max(1, int(iterations * report_every)))]
     common += ["--track", "--wandb-project-name", track] if track else []
@@ -211,7 +214,8 @@ def trial_jobs(study: Study, trial_dir: Path, params: dict[str, Any], defaults: 
                 seed_args = ["--seed", str(seeds[0]), "--run-name", f"{name}__{seeds[0]}"]
             argv = [sys.executable, study.trial_script, "--env-id", env_id, *seed_args, *common, *study.extra_args]
             log = trial_dir / (f"{name}.log" if study.batched else f"{name}__{seeds[0]}.log")
-            jobs.append(Job(env_id, seeds, argv, log, [trial_dir / f"{name}__{seed}" for seed in seeds]))
+            run_dirs = [trial_dir / f"{name}__{seed}" for seed in seeds]
+            jobs.append(Job(env_id, seeds, argv, log, run_dirs, iterations * batch))
     return jobs
 
 
@@ -225,7 +229,7 @@ def last_line(path: Path) -> str:
 
 
 class Worker:
-    """Runs trials one after another until the study has enough, or until stop() is called."""
+    """A thread of the tuner: runs trials one after another until the study has enough or the tuner stops."""
 
     def __init__(self, tuner: "Tuner", name: str):
         self.tuner, self.name = tuner, name
@@ -309,9 +313,8 @@ class Worker:
 
     def report(self, trial: optuna.Trial, jobs: list[Job], fractions: list[float], reported: int) -> int:
         """Report the group score at each budget fraction every run has passed; returns how many are reported."""
-        total = self.tuner.budget(jobs)
         while reported < len(fractions):
-            step = int(fractions[reported] * total)
+            step = int(fractions[reported] * min(job.budget for job in jobs))
             if min(run_progress(run_dir) for job in jobs for run_dir in job.run_dirs) < step:
                 break
             per_env = self.returns(jobs, step)
@@ -325,7 +328,7 @@ class Worker:
 class Tuner:
     """The study in this process: asks for trials, runs them on worker threads, records their outcome."""
 
-    def __init__(self, study: Study, study_dir: Path, space: Space, optuna_study: optuna.Study, args):
+    def __init__(self, study: Study, study_dir: Path, space: Space, optuna_study: optuna.Study, args, workers: int):
         self.study, self.study_dir, self.space, self.optuna_study = study, study_dir, space, optuna_study
         self.target_trials, self.poll_interval = args.trials, args.poll_interval
         self.report_every, self.pruner_name = args.report_every, args.pruner
@@ -337,13 +340,10 @@ class Tuner:
         self.started = time.time()
         self.finished_here: list[float] = []  # durations of this process's finished trials, for the time left
         self.failures_in_a_row = 0
-        self.workers = 1
+        self.workers = workers
         self.track = args.wandb_project_name if args.track else None
         options = load_script_options(Path(study.trial_script))
         self.defaults = {name: spec.default for name, spec in options.fields.items()}
-
-    def budget(self, jobs: list[Job]) -> int:
-        return self.study.total_timesteps or self.defaults["total_timesteps"]
 
     def report_fractions(self) -> list[float]:
         count = max(1, round(1 / self.report_every))
@@ -356,7 +356,12 @@ class Tuner:
     def next_trial(self) -> Optional[optuna.Trial]:
         with self.lock:
             fail_lost_trials(self.optuna_study, self.stale_after)
-            if self.stopping.is_set() or self.counted() >= self.target_trials or self.failures_in_a_row >= 20:
+            if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                print(
+                    f"{MAX_FAILURES_IN_A_ROW} trials in a row failed: stopping (report.md lists why)", file=sys.stderr
+                )
+                self.stopping.set()
+            if self.stopping.is_set() or self.counted() >= self.target_trials:
                 return None
             trial = self.optuna_study.ask(self.space.distributions)
             trial.set_user_attr("worker", self.worker_id)
@@ -592,8 +597,7 @@ def main_search(argv: Sequence[str]) -> int:
         return submit_slurm(args, own, extra_args, workers)
     print(f"study {study.study_name} in {args.study_dir}: {study.trial_script} x {len(study.seeds)} seeds on "
           f"{', '.join(study.env_ids)}; {workers} worker(s); storage {study.storage}", flush=True)  # fmt: skip
-    tuner = Tuner(study, args.study_dir, space, optuna_study, args)
-    tuner.workers = workers
+    tuner = Tuner(study, args.study_dir, space, optuna_study, args, workers)
     threads = [Worker(tuner, f"worker-{k}") for k in range(workers)]
     received: list[int] = []
 
