@@ -356,11 +356,12 @@ class Tuner:
     def next_trial(self) -> Optional[optuna.Trial]:
         with self.lock:
             fail_lost_trials(self.optuna_study, self.stale_after)
-            if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:  # no new trial; those running finish
                 print(
-                    f"{MAX_FAILURES_IN_A_ROW} trials in a row failed: stopping (report.md lists why)", file=sys.stderr
+                    f"{MAX_FAILURES_IN_A_ROW} trials in a row failed: no new trial (report.md says why)",
+                    file=sys.stderr,
                 )
-                self.stopping.set()
+                return None
             if self.stopping.is_set() or self.counted() >= self.target_trials:
                 return None
             trial = self.optuna_study.ask(self.space.distributions)
