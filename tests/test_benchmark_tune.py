@@ -165,6 +165,7 @@ def test_a_killed_worker_leaves_the_study_consistent(tmp_path):
     assert not load(study_dir).get_trials(states=(TrialState.RUNNING,))
 
 
+@pytest.mark.slow
 def test_a_configuration_the_script_rejects_is_a_failed_trial(tmp_path):
     space_path = write_space(tmp_path / "space.yaml", dict(SPACE, num_minibatches={"values": [3, 4]}))
     study_dir = tmp_path / "rejected"
@@ -181,6 +182,7 @@ def test_a_configuration_the_script_rejects_is_a_failed_trial(tmp_path):
     assert f"trial 0 failed: {reason}" in result.stdout
 
 
+@pytest.mark.slow
 def test_interrupting_the_tuner_fails_the_trial_in_flight(tmp_path):
     space_path = write_space(tmp_path / "space.yaml", SPACE)
     study_dir = tmp_path / "interrupted"
@@ -384,6 +386,7 @@ def test_trial_cost_summary_is_the_ratio_of_medians():
     assert line == "| E | s.py | 4 | 1,000 | 200 | 600 | 3.00x |"
 
 
+@pytest.mark.slow
 def test_track_mirrors_every_trial_to_wandb(tmp_path):
     """--track: each run of a trial logs to W&B (offline here), grouped under the trial's name."""
     space_path = write_space(tmp_path / "space.yaml", SPACE)
@@ -398,6 +401,7 @@ def test_track_mirrors_every_trial_to_wandb(tmp_path):
         assert b"tracked-trial-0" in history.read_bytes()  # the W&B group of the trial's runs
 
 
+@pytest.mark.slow
 def test_a_journal_file_storage_holds_the_study(tmp_path):
     """--storage journal:PATH (Optuna's journal file, for a shared filesystem) instead of the SQLite default."""
     space_path = write_space(tmp_path / "space.yaml", SPACE)
