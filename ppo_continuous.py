@@ -182,8 +182,7 @@ class Agent(nn.Module):
 
     def get_action(self, x: torch.Tensor, action: Optional[torch.Tensor] = None, deterministic: bool = False):
         """Returns action, log pi(action|x) and pi(.|x)'s parameters, mean and log std (batch, 2, action_dim); samples
-        the action when none is given. N(mean, std^2) written out for speed alone: none of the per-call checks of
-        torch.distributions.Normal."""
+        the action when none is given. N(mean, std^2) written out for speed alone: no torch.distributions checks."""
         if action is None:
             action = self.sample_action(x, deterministic)
         mean = self.actor(x)  # (batch, action_dim)
@@ -228,6 +227,12 @@ class RunningMeanStd:
     def normalize(self, x: np.ndarray, clip: float) -> np.ndarray:
         return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -clip, clip)
 
+    def state_dict(self) -> dict:  # for checkpoints: tensors, which torch.load(weights_only=True) reads
+        return {"mean": torch.tensor(self.mean), "var": torch.tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].numpy().copy(), state["var"].numpy().copy(), state["count"]
+
 
 def normalize_obs(obs_rms: Optional[RunningMeanStd], observations: np.ndarray, clip: float, update: bool, device):
     """Observations as the agent sees them and the rollout stores them: float32, normalized unless obs_rms is None."""
@@ -251,6 +256,13 @@ class RewardScaler:
         self.return_rms.update(self.discounted_returns)
         self.discounted_returns[dones] = 0.0  # the next step starts a new episode
         return np.clip(rewards / np.sqrt(self.return_rms.var + 1e-8), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"discounted_returns": torch.tensor(self.discounted_returns), "return_rms": self.return_rms.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.discounted_returns = state["discounted_returns"].numpy().copy()
+        self.return_rms.load_state_dict(state["return_rms"])
 
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
@@ -363,8 +375,7 @@ def update_statistics(minibatch_stats: list, minibatch_logratios: list, clip_coe
 
 
 def main(args: Args, typed: frozenset = frozenset()) -> None:
-    # checked; on --resume, the checkpoint's options (but those in `typed`, the ones typed on the command line)
-    args, checkpoint = resolve_args(args, typed)
+    args, checkpoint = resolve_args(args, typed)  # checked; on --resume: the checkpoint's options, but those typed
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint is not None:
@@ -387,9 +398,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
     agent = Agent(int(np.prod(obs_shape)), int(np.prod(action_shape))).to(device)
-    # For speed alone: the parameters are views of one flat tensor, so Adam (fused: one kernel) and the gradient
-    # clipping run on one tensor instead of one per layer; the cost: gradients are zeroed in place, never set to None
-    flat_params = flatten_parameters(agent)
+    flat_params = flatten_parameters(agent)  # speed alone: fused Adam and clipping on one tensor, not one per layer
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not 1e-8
     # Observation normalization and reward scaling, in the loop: gymnasium's wrappers keep statistics per env
     obs_rms = RunningMeanStd(obs_shape) if args.norm_obs else None
@@ -402,8 +411,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
     # the rollout policy's parameters, mean and log std (num_steps, num_envs, 2, action_dim): for the exact KL
     policy_params = torch.zeros((args.num_steps, args.num_envs, 2) + action_shape, device=device)
-    # What the env returns stays in numpy until the rollout ends, for speed alone: a numpy store has less per-call
-    # overhead than a tensor store (GAE takes them as tensors)
+    # For speed alone (less per-call overhead than a tensor store), env returns stay in numpy until the rollout ends
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=bool)
     values = torch.zeros((args.num_steps, args.num_envs), device=device)
@@ -573,7 +581,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
 # =====================================================================================================================
 
 
-CHECKPOINT_FORMAT = 1  # the layout of checkpoint.pt and model.pt that this script reads and writes
+CHECKPOINT_FORMAT = 2  # the layout of checkpoint.pt and model.pt that this script reads and writes
 
 
 class UsageError(Exception):
@@ -586,53 +594,40 @@ class RunError(Exception):
 
 
 def check_args(args: Args) -> None:
-    """Reject inconsistent or out-of-range arguments before any environment is built."""
-    for option in dataclasses.fields(args):  # no NaN or infinity reaches a loss, a schedule or a timer
-        value = getattr(args, option.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"--{option.name.replace('_', '-')} must be a finite number, got {value}")
-    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads")
-    positive += ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "obs_clip", "reward_clip")
-    for name in positive:
-        if hasattr(args, name) and getattr(args, name) <= 0:  # hasattr: obs_clip, reward_clip are ppo_continuous.py's
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    for name in ("ent_coef", "vf_coef", "kl_beta", "progress_interval"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
-    sticky = getattr(args, "repeat_action_probability", None)  # ppo_atari.py's
-    if sticky is not None and not 0.0 <= sticky <= 1.0:
-        raise UsageError(f"--repeat-action-probability must be in [0, 1], got {sticky}")
-    if args.target_kl is not None and args.target_kl <= 0:
-        raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
+    """Reject inconsistent or out-of-range arguments before any environment is built. An option that is off (None)
+    or that this script does not have (obs_clip is ppo_continuous.py's) passes."""
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
+                "eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "target_kl", "obs_clip",
+                "reward_clip")  # fmt: skip
+    non_negative = ("ent_coef", "vf_coef", "kl_beta", "progress_interval", "checkpoint_every")
+    for option in dataclasses.fields(args):
+        name, value, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):  # no NaN or infinity reaches a loss or a timer
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+        if (name in positive and value is not None and value <= 0) or (name in non_negative and value < 0):
+            raise UsageError(f"{flag} must be {'positive' if name in positive else 'non-negative'}, got {value}")
+        if name in ("gamma", "gae_lambda", "repeat_action_probability") and value is not None and not 0 <= value <= 1:
+            raise UsageError(f"{flag} must be in [0, 1], got {value}")
+        if name in ("exp_name", "run_name") and value is not None:
+            if value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value):
+                raise UsageError(f"{flag} {value!r} must be a name, not a path")
     if not 0 <= args.seed <= 2**31 - 1:  # numpy takes seeds below 2**32, and env i gets seed + i
         raise UsageError(f"--seed must be in [0, 2**31 - 1], got {args.seed}")
-    for name in ("exp_name", "run_name"):
-        value = getattr(args, name)
-        if value is not None and (value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value)):
-            raise UsageError(f"--{name.replace('_', '-')} {value!r} must be a name, not a path")
-    if args.checkpoint_every < 0:
-        raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
     if args.resume is not None and args.eval_checkpoint is not None:
         raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     if args.adaptive_clip and args.policy_objective != "clip":
-        raise UsageError(
-            f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {args.policy_objective}"
-        )
+        objective = args.policy_objective
+        raise UsageError(f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {objective}")
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches != 0:
-        raise UsageError(
-            f"--num-minibatches {args.num_minibatches} does not divide the batch of {batch_size} (num_envs * num_steps)"
-        )
+        raise UsageError(f"--num-minibatches {args.num_minibatches} does not divide the batch of {batch_size} "
+                         "(num_envs * num_steps)")  # fmt: skip
     if args.total_timesteps < batch_size:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {batch_size}")
 
 
 def check_wandb_login() -> None:
-    """--track needs W&B credentials, or a mode that does without them; asked here, before anything is written,
-    rather than by wandb.init's prompt or traceback once the run directory exists."""
+    """--track needs W&B credentials, or a mode that does without them: asked before anything is written."""
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
         return
     import wandb
@@ -701,26 +696,20 @@ def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
     not change and contradicts the checkpoint is an error."""
     merged = {}
     for option in dataclasses.fields(Args):
-        name, given = option.name, getattr(args, option.name)
+        name, given, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
         if name in ("resume", "eval_checkpoint"):
             continue
-        if name not in saved and name in RESUME_MAY_CHANGE:
-            merged[name] = given  # an option newer than the checkpoint, one that does not change results
-            continue
-        if name not in saved:  # written by an older version of the script, before this option existed
-            raise UsageError(
-                f"the checkpoint predates --{name.replace('_', '-')}; "
-                f"resume it with the version of {SCRIPT}.py that wrote it"
-            )
-        if name not in typed or given == saved[name]:
+        if name not in saved and name not in RESUME_MAY_CHANGE:  # written before this option existed
+            raise UsageError(f"the checkpoint predates {flag}; resume it with the version of {SCRIPT}.py that wrote it")
+        if name in saved and (name not in typed or given == saved[name]):
             merged[name] = saved[name]
-        elif name in RESUME_MAY_CHANGE:
+        elif name in RESUME_MAY_CHANGE:  # typed, or newer than the checkpoint (and without effect on results)
             merged[name] = given
         else:
             may_change = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
             raise UsageError(
-                f"--{name.replace('_', '-')} {given} differs from the checkpoint's {saved[name]}; "
-                f"a resumed run keeps it (what may change: {may_change})"
+                f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it "
+                f"(what may change: {may_change})"
             )
     return Args(**merged, resume=args.resume)
 
@@ -794,6 +783,7 @@ class StopOnSignal:
         # the iteration of the checkpoint written last, if any: what an interrupted or failed run can resume from
         self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None
         self.signum, self.previous_handlers = None, {}
+        self.resume_command = f"python {SCRIPT}.py --resume {run_dir}"
 
     @property
     def requested(self) -> bool:
@@ -802,26 +792,19 @@ class StopOnSignal:
     def handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.signum = signum
-        name = signal.Signals(signum).name
+        self.signum, name = signum, signal.Signals(signum).name
         message = f"{name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n"
         os.write(2, (message + status_line("stop_requested", signal=name) + "\n").encode())  # not print: a handler
 
     def __enter__(self) -> "StopOnSignal":
-        self.previous_handlers = {
-            signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)
-        }
+        self.previous_handlers = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def exit_if_requested(self, iteration: int, num_iterations: int, global_step: int) -> None:
         if self.requested:
-            name = signal.Signals(self.signum).name
-            print(
-                f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), checkpoint "
-                f"{os.path.join(self.run_dir, 'checkpoint.pt')}; "
-                f"resume with: python {SCRIPT}.py --resume {self.run_dir}",
-                file=sys.stderr,
-            )
+            name, path = signal.Signals(self.signum).name, os.path.join(self.run_dir, "checkpoint.pt")
+            print(f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), "
+                  f"checkpoint {path}; resume with: {self.resume_command}", file=sys.stderr)  # fmt: skip
             stopped = dict(signal=name, iteration=iteration, num_iterations=num_iterations, global_step=global_step)
             print(status_line("stopped", **stopped), file=sys.stderr, flush=True)
             raise SystemExit(128 + self.signum)
@@ -829,14 +812,9 @@ class StopOnSignal:
     def __exit__(self, exc_type, exc, traceback) -> None:
         try:
             if exc_type is KeyboardInterrupt:
-                resume = (
-                    f"; resume from iteration {self.last_checkpoint} with: python {SCRIPT}.py --resume {self.run_dir}"
-                )
-                print(
-                    f"interrupted; TensorBoard events so far are in {self.run_dir}"
-                    + (resume if self.last_checkpoint else ""),
-                    file=sys.stderr,
-                )
+                resume = f"; resume from iteration {self.last_checkpoint} with: {self.resume_command}"
+                print(f"interrupted; TensorBoard events so far are in {self.run_dir}"
+                      + (resume if self.last_checkpoint else ""), file=sys.stderr)  # fmt: skip
             if exc_type is not None:
                 self.writer.close()
         finally:
@@ -849,11 +827,9 @@ def stop_if_not_finite(stat_means: dict, iteration: int, global_step: int, stop:
     """A NaN or infinite loss or gradient norm ends the run before it reaches the envs or a checkpoint."""
     for name, mean in stat_means.items():
         if not math.isfinite(mean):
-            if stop.last_checkpoint:
-                path = os.path.join(stop.run_dir, "checkpoint.pt")
-                kept = f"the last checkpoint, {path} (iteration {stop.last_checkpoint}), is kept"
-            else:
-                kept = "no checkpoint was written (see --checkpoint-every)"
+            path = os.path.join(stop.run_dir, "checkpoint.pt")
+            kept = f"the last checkpoint, {path} (iteration {stop.last_checkpoint}), is kept"
+            kept = kept if stop.last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
             raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
 
 
@@ -862,9 +838,7 @@ def checkpoint_due(checkpoint_every: int, iteration: int, num_iterations: int) -
     return checkpoint_every > 0 and (iteration % checkpoint_every == 0 or iteration == num_iterations)
 
 
-def save_checkpoint(
-    run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop, **training
-) -> None:
+def save_checkpoint(run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop, **training):
     """Write {run_dir}/checkpoint.pt: the model, the options and everything the training loop needs to go on exactly
     (`training`: iteration, step, elapsed time, next observation, recent returns, beta and epsilon, W&B id), plus
     the Adam moments and step counts, the RNG states, the env states and the running statistics."""
@@ -877,19 +851,15 @@ def save_checkpoint(
 
 
 def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writer, device) -> None:
-    """Write {run_dir}/model.pt (the agent, its options and the running statistics it was trained with), load it back
-    as --eval-checkpoint would, and log its evaluation returns under eval/episodic_return."""
+    """Write {run_dir}/model.pt (the agent, its options and running statistics), load it back as --eval-checkpoint
+    would, and log its evaluation returns under eval/episodic_return."""
     model_path = os.path.join(run_dir, "model.pt")
     write_atomically(model_path, agent, args, normalizers, {"global_step": global_step})
-    eval_returns = evaluate(
-        load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 1_000_000, device
-    )
-    for episode_index, episodic_return in enumerate(eval_returns):
+    returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 10**6, device)
+    for episode_index, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
-    print(
-        f"saved {model_path}; evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} "
-        f"over {len(eval_returns)} episodes"
-    )
+    print(f"saved {model_path}; evaluation: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+          f"over {len(returns)} episodes")  # fmt: skip
 
 
 def write_atomically(path: str, agent: nn.Module, args: Args, normalizers: dict, extra: dict) -> None:
@@ -897,7 +867,8 @@ def write_atomically(path: str, agent: nn.Module, args: Args, normalizers: dict,
     file, then a rename, so a crash or kill -9 during the write leaves the previous file intact, never half a file."""
     payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args)}
     payload["model"] = agent.state_dict()
-    payload.update({name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}, **extra)
+    payload.update({name: None if stats is None else stats.state_dict() for name, stats in normalizers.items()})
+    payload.update(extra)
     tmp_path = f"{path}.tmp"
     try:
         torch.save(payload, tmp_path)
@@ -914,47 +885,38 @@ def load_model(path: str) -> dict:
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint to resume (checkpoint.pt, or a run directory holding one), checked to hold the training state
-    this script keeps."""
+    """A checkpoint to resume (checkpoint.pt, or a run directory holding one) with the training state we keep."""
     checkpoint = read_payload(path, "checkpoint.pt")
     if "training" not in checkpoint:
-        raise UsageError(
-            f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt"
-        )
+        raise UsageError(f"{checkpoint['path']} holds a trained model but no training state; resume a checkpoint.pt")
     adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
     if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
-        raise UsageError(
-            f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script keeps it for 1 "
-            "(flat); resume it with the version that wrote it"
-        )
+        raise UsageError(f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script "
+                         "keeps it for 1 (flat); resume it with the version that wrote it")  # fmt: skip
     return checkpoint
 
 
 def read_payload(path: str, file_name: str) -> dict:
     """Load a saved model or checkpoint safely (weights_only: no code runs from the file) and check it is one of
     ours; a directory stands for the file `file_name` in it."""
-    if os.path.isdir(path):
-        path = os.path.join(path, file_name)
+    path = os.path.join(path, file_name) if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise UsageError(f"no checkpoint at {path}")
     try:  # torch.load does not check the zip entries' CRC-32: damage inside a tensor would load silently
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-        if damaged is not None:
-            raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except UsageError:
-        raise
+        payload = None if damaged else torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UsageError(f"cannot read checkpoint {path}: {describe(error)}") from None
+    if damaged is not None:
+        raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
     if not isinstance(payload, dict) or "script" not in payload or "format" not in payload:
         raise UsageError(f"{path} is not a checkpoint of this project")
     if payload["script"] != SCRIPT:
         raise UsageError(f"{path} was written by {payload['script']}.py, not {SCRIPT}.py")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise UsageError(f"{path} has checkpoint format {payload['format']}, this script reads {CHECKPOINT_FORMAT}")
-    payload["path"] = path
-    return payload
+    return payload | {"path": path}
 
 
 def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs):
@@ -963,144 +925,53 @@ def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_
     training = checkpoint["training"]
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
-    for name, normalizer in normalizers.items():
-        load_normalizer_state(normalizer, checkpoint[name])
+    for name, stats in normalizers.items():
+        if stats is not None:
+            stats.load_state_dict(checkpoint[name])
     if training["envs"] is not None:
         restore_env_state(envs, training["envs"])
         next_obs = training["next_obs"].to(next_obs.device)
     else:
-        print(
-            f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
-            "the resumed run starts new episodes",
-            file=sys.stderr,
-        )
+        print(f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
+              "the resumed run starts new episodes", file=sys.stderr)  # fmt: skip
     restore_rng_state(training["rng"], minibatch_rng)
     return next_obs
 
 
-def normalizer_state(normalizer) -> Optional[dict]:
-    """The running statistics of an observation or reward normalizer (None: switched off) as checkpoint data: its
-    attributes, arrays as tensors, nested statistics as dicts."""
-    if normalizer is None:
-        return None
-    state = {}
-    for name, value in vars(normalizer).items():
-        if isinstance(value, (np.ndarray, np.generic)):
-            state[name] = torch.tensor(value)
-        else:
-            state[name] = normalizer_state(value) if hasattr(value, "__dict__") else value
-    return state
-
-
-def load_normalizer_state(normalizer, state: Optional[dict]) -> None:
-    """Put back what normalizer_state() saved, in place."""
-    for name, value in (state or {}).items():
-        if isinstance(value, dict):
-            load_normalizer_state(getattr(normalizer, name), value)
-        else:
-            setattr(normalizer, name, value.numpy().copy() if isinstance(value, torch.Tensor) else value)
-
-
-def encode_state(value):
-    """`value` as plain data (numbers, strings, numpy arrays, lists, dicts), tagged so decode_state() rebuilds the
-    same types; TypeError for anything else (spaces, functions, handles). env_state() makes the arrays tensors."""
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object:  # first: np.float64 is also a float
-        return {"ndarray": np.array(value), "scalar": isinstance(value, np.generic)}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.random.Generator):
-        return {"generator": value.bit_generator.state}
-    if isinstance(value, deque):
-        return {"deque": [encode_state(item) for item in value], "maxlen": value.maxlen}
-    if isinstance(value, (list, tuple)):
-        return {type(value).__name__: [encode_state(item) for item in value]}
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {"dict": {key: encode_state(item) for key, item in value.items()}}
-    raise TypeError(type(value).__name__)
-
-
-def decode_state(data, current=None):
-    """The value encode_state() encoded. A random generator is restored in place into `current`, so the
-    objects that share it keep sharing it."""
-    if not isinstance(data, dict):
-        return data
-    if "ndarray" in data:
-        array = np.array(data["ndarray"])
-        return array[()] if data["scalar"] else array
-    if "generator" in data:
-        if isinstance(current, np.random.Generator):
-            generator = current
-        else:
-            generator = np.random.Generator(getattr(np.random, data["generator"]["bit_generator"])())
-        generator.bit_generator.state = data["generator"]
-        return generator
-    if "deque" in data:
-        return deque((decode_state(item) for item in data["deque"]), maxlen=data["maxlen"])
-    if "list" in data or "tuple" in data:
-        items = [decode_state(item) for item in data.get("list", data.get("tuple"))]
-        return items if "list" in data else tuple(items)
-    return {key: decode_state(item) for key, item in data["dict"].items()}
-
-
 class ResumableEnv(gym.Wrapper):
-    """The outermost wrapper of every env: reads and restores the state of the env below it, so that a vector
-    env of either kind can checkpoint its envs through `envs.call` (an AsyncVectorEnv runs this in its worker
-    processes, where the envs live)."""
+    """The outermost wrapper of every env: reads and restores the env's state, through `envs.call` for the envs of
+    either vector env (an AsyncVectorEnv's live in its worker processes)."""
 
     def __init__(self, env: gym.Env, idx: int):
         super().__init__(env)
         self.idx = idx  # which of the vector env's states is this env's
 
-    def get_state(self) -> Optional[list]:
-        """Everything the env needs to go on exactly where it is, as plain data, one dict per layer: every wrapper's
-        and the env's own attributes that are numbers, arrays, random generators or containers of them (episode
-        counters, time limits, frame stacks, RNGs, classic-control physics), the emulator state of an Atari game,
-        and the arrays of a MuJoCo simulation. None when the env keeps its state where it cannot be read: Box2D
-        worlds (LunarLander, BipedalWalker, CarRacing)."""
-        if "box2d" in type(self.env.unwrapped).__module__:
+    def get_state(self) -> Optional[dict]:
+        """The env's state as arrays: a MuJoCo simulation's integration state (time, qpos, qvel, actuators, warm
+        start: what mj_step reads), or a classic-control env's physics (`state`); its RNG and the wrappers' counters.
+        None for an env that keeps its state where it cannot be read (Box2D: BipedalWalker, CarRacing)."""
+        env = self.env.unwrapped
+        if type(getattr(env, "data", None)).__name__ == "MjData":
+            mujoco = sys.modules["mujoco"]
+            physics = np.empty(mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+            mujoco.mj_getState(env.model, env.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        elif hasattr(env, "state"):
+            physics = np.array(env.state)
+        else:
             return None
-        layers, layer = [], self.env
-        while True:
-            fields = {}
-            if not isinstance(layer, gym.wrappers.RecordVideo):  # its frames are a video in progress, not env state
-                for name, value in vars(layer).items():
-                    if name in ("env", "episode_start_time"):  # the next layer; a wall-clock time
-                        continue
-                    try:
-                        fields[name] = encode_state(value)
-                    except TypeError:  # not plain data: spaces, specs, functions, the emulator and simulator handles
-                        pass
-            if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is layer.unwrapped:
-                ale_state = layer.ale.cloneState(include_rng=True).serialize()
-                fields["ale state"] = np.frombuffer(ale_state, dtype=np.uint8).copy()
-            if type(getattr(layer, "data", None)).__name__ == "MjData":
-                arrays = [name for name in dir(layer.data) if not name.startswith("_")]
-                arrays = [name for name in arrays if isinstance(getattr(layer.data, name), np.ndarray)]
-                fields["mujoco data"] = {name: getattr(layer.data, name).copy() for name in arrays}
-                fields["mujoco time"] = layer.data.time
-            layers.append(fields)
-            if layer is layer.unwrapped:
-                return layers
-            layer = layer.env
+        return {"physics": physics, "rng": env.np_random.bit_generator.state} | episode_counters(self)
 
     def set_state(self, states: list) -> None:
-        """Put back this env's entry of `states` (what get_state() returned, for every env of the vector env) into
-        a freshly made (and reset) env of the same kind."""
-        layer = self.env
-        for fields in states[self.idx]:
-            for name, data in fields.items():
-                if name == "ale state":
-                    layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.tobytes()))
-                elif name == "mujoco data":
-                    for array_name, array in data.items():
-                        target = getattr(layer.data, array_name)
-                        if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed
-                            target[...] = array
-                elif name == "mujoco time":
-                    layer.data.time = data
-                else:
-                    setattr(layer, name, decode_state(data, getattr(layer, name, None)))
-            layer = getattr(layer, "env", None)
+        """Put back this env's entry of `states` (get_state() of every env of the vector env) into a freshly made
+        (and reset) env of the same kind."""
+        state, env = states[self.idx], self.env.unwrapped
+        if type(getattr(env, "data", None)).__name__ == "MjData":
+            mujoco = sys.modules["mujoco"]
+            mujoco.mj_setState(env.model, env.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        else:
+            env.state = state["physics"].copy()
+        env.np_random.bit_generator.state = state["rng"]
+        set_episode_counters(self, state)
 
 
 def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
@@ -1108,21 +979,45 @@ def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
     return numpy arrays, made tensors here: a tensor sent from an AsyncVectorEnv worker goes through torch's shared
     memory, which can deadlock in a forked worker."""
     states = list(envs.call("get_state"))
-    return None if any(state is None for state in states) else map_arrays(states, torch.from_numpy)
+    if any(state is None for state in states):
+        return None
+    return [{key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in state.items()}
+            for state in states]  # fmt: skip
 
 
 def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
     """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
-    envs.call("set_state", map_arrays(states, lambda tensor: tensor.numpy()))  # numpy to the workers, as above
+    states = [{key: value.numpy() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
+              for state in states]  # fmt: skip
+    envs.call("set_state", states)  # numpy to the workers, as above
 
 
-def map_arrays(data, convert):
-    """`data` (nested dicts, lists and tuples) with convert() applied to each array or tensor in it."""
-    if isinstance(data, dict):
-        return {key: map_arrays(item, convert) for key, item in data.items()}
-    if isinstance(data, (list, tuple)):
-        return type(data)(map_arrays(item, convert) for item in data)
-    return convert(data) if isinstance(data, (np.ndarray, torch.Tensor)) else data
+def episode_counters(env: gym.Env) -> dict:
+    """The counters of the wrappers every env has: the time limit's steps (gymnasium keeps them in a private
+    attribute; ALE's v5 ids limit episodes in the emulator) and the episode statistics' return and length so far."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)
+    statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+    elapsed_steps = time_limit._elapsed_steps if time_limit is not None else None
+    episode = {"episode_return": float(statistics.episode_returns), "episode_length": int(statistics.episode_lengths)}
+    return {"elapsed_steps": elapsed_steps} | episode
+
+
+def set_episode_counters(env: gym.Env, state: dict) -> None:
+    """Put back what episode_counters() read."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)
+    statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+    if time_limit is not None:
+        time_limit._elapsed_steps = state["elapsed_steps"]
+    statistics.episode_returns, statistics.episode_lengths = state["episode_return"], state["episode_length"]
+
+
+def find_wrapper(env: gym.Env, kind: type) -> Optional[gym.Wrapper]:
+    """The wrapper of type `kind` in env's stack of wrappers, or None."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, kind):
+            return env
+        env = env.env
+    return None
 
 
 def seed_everything(seed: int, torch_deterministic: bool) -> None:
@@ -1134,14 +1029,12 @@ def seed_everything(seed: int, torch_deterministic: bool) -> None:
 
 def rng_state(minibatch_rng: np.random.Generator) -> dict:
     """The state of every random number generator the training loop draws from, as plain data."""
-    numpy_state = np.random.get_state()
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(), "numpy": (kind, keys.tolist(), position, has_gauss, cached_gaussian),
+        "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "minibatch": minibatch_rng.bit_generator.state,
-    }
+    }  # fmt: skip
 
 
 def restore_rng_state(state: dict, minibatch_rng: np.random.Generator) -> None:
@@ -1159,12 +1052,9 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     check_env(payload["env_id"])
     video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
     returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device, video_dir)
-    print(
-        f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
-        f"over {len(returns)} episodes "
-        f"({'greedy' if args.eval_deterministic else 'sampled'} actions)"
-        + (f"; videos in {video_dir}" if video_dir else "")
-    )
+    actions = "greedy" if args.eval_deterministic else "sampled"
+    print(f"{payload['env_id']}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} "
+          f"episodes ({actions} actions)" + (f"; videos in {video_dir}" if video_dir else ""))  # fmt: skip
 
 
 def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device, video_dir=None) -> list:
@@ -1180,7 +1070,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     obs_rms = None
     if payload["obs_rms"] is not None:  # the statistics the agent was trained with, frozen
         obs_rms = RunningMeanStd(envs.single_observation_space.shape)
-        load_normalizer_state(obs_rms, payload["obs_rms"])
+        obs_rms.load_state_dict(payload["obs_rms"])
     obs_clip = payload["args"]["obs_clip"]
     action_low, action_high = envs.action_space.low, envs.action_space.high
     torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
@@ -1209,26 +1099,20 @@ class Progress:
         now = time.time()
         if now - self.last_line < self.interval and iteration != self.num_iterations:
             return
-        self.last_line = now
-        sps = int(global_step / (now - self.start_time))
+        self.last_line, sps = now, int(global_step / (now - self.start_time))
         recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
         eta = (self.num_iterations - iteration) * self.batch_size / max(sps, 1)
-        print(
-            f"step {global_step:>9,}/{self.num_iterations * self.batch_size:,} "
-            f"({100 * iteration / self.num_iterations:3.0f}%) | SPS {sps:>6,} "
-            f"| return (last {len(recent_returns)}) {recent} | elapsed {format_seconds(now - self.start_time)} "
-            f"| left {format_seconds(eta)}",
-            flush=True,
-        )
+        done, total = f"{100 * iteration / self.num_iterations:3.0f}%", self.num_iterations * self.batch_size
+        elapsed, left = format_seconds(now - self.start_time), format_seconds(eta)
+        print(f"step {global_step:>9,}/{total:,} ({done}) | SPS {sps:>6,} | return (last {len(recent_returns)}) "
+              f"{recent} | elapsed {elapsed} | left {left}", flush=True)  # fmt: skip
 
 
 def print_summary(global_step: int, start_time: float, recent_returns: deque, run_dir: str) -> None:
     elapsed = time.time() - start_time
     recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
-    print(
-        f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
-        f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}"
-    )
+    print(f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
+          f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}")  # fmt: skip
 
 
 def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:

@@ -423,8 +423,7 @@ class SeedAdam(torch.optim.Optimizer):
 
 
 def main(args: Args, typed: frozenset = frozenset()) -> None:
-    # checked; on --resume, the checkpoint's options (but those in `typed`, the ones typed on the command line)
-    args, checkpoint = resolve_args(args, typed)
+    args, checkpoint = resolve_args(args, typed)  # checked; on --resume: the checkpoint's options, but those typed
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint is not None:
@@ -454,9 +453,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
         action_generators.append(torch.Generator().set_state(torch.get_rng_state()))  # its action noise goes on
     agent = BatchedAgent(agents).to(device)  # from torch's generator where that script's does
     rngs = {"minibatch": minibatch_rngs, "actions": action_generators}  # the seeds' RNGs, for checkpoints
-    # For speed alone: the parameters are views of one flat tensor, so Adam and the gradient clipping run on one
-    # tensor instead of one per layer; the cost: gradients are zeroed in place, never set to None
-    flat_params = flatten_parameters(agent)  # (num_seeds, num_params)
+    flat_params = flatten_parameters(agent)  # (num_seeds, num_params), for speed alone: one tensor for Adam, clipping
     optimizer = SeedAdam([flat_params], lr=args.learning_rate, eps=1e-5)  # Adam eps 1e-5, not 1e-8; a step per seed
     normalizers = {}  # running statistics a checkpoint keeps: none here (ppo_continuous.py normalizes obs and rewards)
 
@@ -466,8 +463,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     logprobs = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)
     # the rollout policy's parameters, log pi(.|s) (num_seeds, num_steps, num_envs, num_actions): for the exact KL
     policy_params = torch.zeros((num_seeds, args.num_steps, args.num_envs, envs.single_action_space.n), device=device)
-    # What the env returns stays in numpy until the rollout ends, for speed alone: a numpy store has less per-call
-    # overhead than a tensor store (GAE takes them as tensors)
+    # For speed alone (less per-call overhead than a tensor store), env returns stay in numpy until the rollout ends
     rewards = np.zeros((num_seeds, args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((num_seeds, args.num_steps, args.num_envs), dtype=bool)
     values = torch.zeros((num_seeds, args.num_steps, args.num_envs), device=device)
@@ -661,7 +657,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
 # =====================================================================================================================
 
 
-CHECKPOINT_FORMAT = 1  # the layout of checkpoint.pt and model.pt that this script reads and writes
+CHECKPOINT_FORMAT = 2  # the layout of checkpoint.pt and model.pt that this script reads and writes
 
 
 class UsageError(Exception):
@@ -674,27 +670,23 @@ class RunError(Exception):
 
 
 def check_args(args: Args) -> None:
-    """Reject inconsistent or out-of-range arguments before any environment is built."""
-    for option in dataclasses.fields(args):  # no NaN or infinity reaches a loss, a schedule or a timer
-        value = getattr(args, option.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"--{option.name.replace('_', '-')} must be a finite number, got {value}")
-    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads")
-    positive += ("eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "obs_clip", "reward_clip")
-    for name in positive:
-        if hasattr(args, name) and getattr(args, name) <= 0:  # hasattr: obs_clip, reward_clip are ppo_continuous.py's
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    for name in ("ent_coef", "vf_coef", "kl_beta", "progress_interval"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
-    sticky = getattr(args, "repeat_action_probability", None)  # ppo_atari.py's
-    if sticky is not None and not 0.0 <= sticky <= 1.0:
-        raise UsageError(f"--repeat-action-probability must be in [0, 1], got {sticky}")
-    if args.target_kl is not None and args.target_kl <= 0:
-        raise UsageError(f"--target-kl must be positive, got {args.target_kl}")
+    """Reject inconsistent or out-of-range arguments before any environment is built. An option that is off (None)
+    or that this script does not have (obs_clip is ppo_continuous.py's) passes."""
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
+                "eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "target_kl", "obs_clip",
+                "reward_clip")  # fmt: skip
+    non_negative = ("ent_coef", "vf_coef", "kl_beta", "progress_interval", "checkpoint_every")
+    for option in dataclasses.fields(args):
+        name, value, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):  # no NaN or infinity reaches a loss or a timer
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+        if (name in positive and value is not None and value <= 0) or (name in non_negative and value < 0):
+            raise UsageError(f"{flag} must be {'positive' if name in positive else 'non-negative'}, got {value}")
+        if name in ("gamma", "gae_lambda", "repeat_action_probability") and value is not None and not 0 <= value <= 1:
+            raise UsageError(f"{flag} must be in [0, 1], got {value}")
+        if name in ("exp_name", "run_name") and value is not None:
+            if value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value):
+                raise UsageError(f"{flag} {value!r} must be a name, not a path")
     for seed in args.seeds:  # numpy takes seeds below 2**32, and env i gets seed + i
         if not 0 <= seed <= 2**31 - 1:
             raise UsageError(f"--seeds must be in [0, 2**31 - 1], got {seed}")
@@ -702,30 +694,21 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--seeds must name one or more different seeds, got {' '.join(map(str, args.seeds))}")
     if len(args.seeds) > 1 and args.run_name is not None and "{seed}" not in args.run_name:
         raise UsageError(f"--run-name {args.run_name!r} names one run per seed: put {{seed}} in it")
-    for name in ("exp_name", "run_name"):
-        value = getattr(args, name)
-        if value is not None and (value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value)):
-            raise UsageError(f"--{name.replace('_', '-')} {value!r} must be a name, not a path")
-    if args.checkpoint_every < 0:
-        raise UsageError(f"--checkpoint-every must be non-negative, got {args.checkpoint_every}")
     if args.resume is not None and args.eval_checkpoint is not None:
         raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     if args.adaptive_clip and args.policy_objective != "clip":
-        raise UsageError(
-            f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {args.policy_objective}"
-        )
+        objective = args.policy_objective
+        raise UsageError(f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {objective}")
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches != 0:
-        raise UsageError(
-            f"--num-minibatches {args.num_minibatches} does not divide the batch of {batch_size} (num_envs * num_steps)"
-        )
+        raise UsageError(f"--num-minibatches {args.num_minibatches} does not divide the batch of {batch_size} "
+                         "(num_envs * num_steps)")  # fmt: skip
     if args.total_timesteps < batch_size:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {batch_size}")
 
 
 def check_wandb_login() -> None:
-    """--track needs W&B credentials, or a mode that does without them; asked here, before anything is written,
-    rather than by wandb.init's prompt or traceback once the run directory exists."""
+    """--track needs W&B credentials, or a mode that does without them: asked before anything is written."""
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
         return
     import wandb
@@ -792,26 +775,20 @@ def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
     not change and contradicts the checkpoint is an error."""
     merged = {}
     for option in dataclasses.fields(Args):
-        name, given = option.name, getattr(args, option.name)
+        name, given, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
         if name in ("resume", "eval_checkpoint"):
             continue
-        if name not in saved and name in RESUME_MAY_CHANGE:
-            merged[name] = given  # an option newer than the checkpoint, one that does not change results
-            continue
-        if name not in saved:  # written by an older version of the script, before this option existed
-            raise UsageError(
-                f"the checkpoint predates --{name.replace('_', '-')}; "
-                f"resume it with the version of {SCRIPT}.py that wrote it"
-            )
-        if name not in typed or given == saved[name]:
+        if name not in saved and name not in RESUME_MAY_CHANGE:  # written before this option existed
+            raise UsageError(f"the checkpoint predates {flag}; resume it with the version of {SCRIPT}.py that wrote it")
+        if name in saved and (name not in typed or given == saved[name]):
             merged[name] = saved[name]
-        elif name in RESUME_MAY_CHANGE:
+        elif name in RESUME_MAY_CHANGE:  # typed, or newer than the checkpoint (and without effect on results)
             merged[name] = given
         else:
             may_change = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
             raise UsageError(
-                f"--{name.replace('_', '-')} {given} differs from the checkpoint's {saved[name]}; "
-                f"a resumed run keeps it (what may change: {may_change})"
+                f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it "
+                f"(what may change: {may_change})"
             )
     return Args(**merged, resume=args.resume)
 
@@ -982,6 +959,7 @@ class StopOnSignal:
         # the iteration of the checkpoint written last, if any: what an interrupted or failed run can resume from
         self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None
         self.signum, self.previous_handlers = None, {}
+        self.resume_command = f"python {SCRIPT}.py --resume {run_dir}"
 
     @property
     def requested(self) -> bool:
@@ -990,26 +968,19 @@ class StopOnSignal:
     def handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.signum = signum
-        name = signal.Signals(signum).name
+        self.signum, name = signum, signal.Signals(signum).name
         message = f"{name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n"
         os.write(2, (message + status_line("stop_requested", signal=name) + "\n").encode())  # not print: a handler
 
     def __enter__(self) -> "StopOnSignal":
-        self.previous_handlers = {
-            signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)
-        }
+        self.previous_handlers = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def exit_if_requested(self, iteration: int, num_iterations: int, global_step: int) -> None:
         if self.requested:
-            name = signal.Signals(self.signum).name
-            print(
-                f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), checkpoint "
-                f"{os.path.join(self.run_dir, 'checkpoint.pt')}; "
-                f"resume with: python {SCRIPT}.py --resume {self.run_dir}",
-                file=sys.stderr,
-            )
+            name, path = signal.Signals(self.signum).name, os.path.join(self.run_dir, "checkpoint.pt")
+            print(f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), "
+                  f"checkpoint {path}; resume with: {self.resume_command}", file=sys.stderr)  # fmt: skip
             stopped = dict(signal=name, iteration=iteration, num_iterations=num_iterations, global_step=global_step)
             print(status_line("stopped", **stopped), file=sys.stderr, flush=True)
             raise SystemExit(128 + self.signum)
@@ -1017,14 +988,9 @@ class StopOnSignal:
     def __exit__(self, exc_type, exc, traceback) -> None:
         try:
             if exc_type is KeyboardInterrupt:
-                resume = (
-                    f"; resume from iteration {self.last_checkpoint} with: python {SCRIPT}.py --resume {self.run_dir}"
-                )
-                print(
-                    f"interrupted; TensorBoard events so far are in {self.run_dir}"
-                    + (resume if self.last_checkpoint else ""),
-                    file=sys.stderr,
-                )
+                resume = f"; resume from iteration {self.last_checkpoint} with: {self.resume_command}"
+                print(f"interrupted; TensorBoard events so far are in {self.run_dir}"
+                      + (resume if self.last_checkpoint else ""), file=sys.stderr)  # fmt: skip
             if exc_type is not None:
                 for writer in self.writers:
                     writer.close()
@@ -1105,7 +1071,8 @@ def write_atomically(path: str, agent: nn.Module, args: dict, normalizers: dict,
     file, then a rename, so a crash or kill -9 during the write leaves the previous file intact, never half a file."""
     payload = {"format": CHECKPOINT_FORMAT, "script": script, "env_id": args["env_id"], "args": args}
     payload["model"] = agent.state_dict()
-    payload.update({name: normalizer_state(normalizer) for name, normalizer in normalizers.items()}, **extra)
+    payload.update({name: None if stats is None else stats.state_dict() for name, stats in normalizers.items()})
+    payload.update(extra)
     tmp_path = f"{path}.tmp"
     try:
         torch.save(payload, tmp_path)
@@ -1171,8 +1138,9 @@ def restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next
     training = checkpoint["training"]
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
-    for name, normalizer in normalizers.items():
-        load_normalizer_state(normalizer, checkpoint[name])
+    for name, stats in normalizers.items():
+        if stats is not None:
+            stats.load_state_dict(checkpoint[name])
     if training["envs"] is not None:
         restore_env_state(envs, training["envs"])
         next_obs = training["next_obs"].to(next_obs.device)
@@ -1186,129 +1154,33 @@ def restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next
     return next_obs
 
 
-def normalizer_state(normalizer) -> Optional[dict]:
-    """The running statistics of an observation or reward normalizer (None: switched off) as checkpoint data: its
-    attributes, arrays as tensors, nested statistics as dicts."""
-    if normalizer is None:
-        return None
-    state = {}
-    for name, value in vars(normalizer).items():
-        if isinstance(value, (np.ndarray, np.generic)):
-            state[name] = torch.tensor(value)
-        else:
-            state[name] = normalizer_state(value) if hasattr(value, "__dict__") else value
-    return state
-
-
-def load_normalizer_state(normalizer, state: Optional[dict]) -> None:
-    """Put back what normalizer_state() saved, in place."""
-    for name, value in (state or {}).items():
-        if isinstance(value, dict):
-            load_normalizer_state(getattr(normalizer, name), value)
-        else:
-            setattr(normalizer, name, value.numpy().copy() if isinstance(value, torch.Tensor) else value)
-
-
-def encode_state(value):
-    """`value` as plain data (numbers, strings, numpy arrays, lists, dicts), tagged so decode_state() rebuilds the
-    same types; TypeError for anything else (spaces, functions, handles). env_state() makes the arrays tensors."""
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object:  # first: np.float64 is also a float
-        return {"ndarray": np.array(value), "scalar": isinstance(value, np.generic)}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.random.Generator):
-        return {"generator": value.bit_generator.state}
-    if isinstance(value, deque):
-        return {"deque": [encode_state(item) for item in value], "maxlen": value.maxlen}
-    if isinstance(value, (list, tuple)):
-        return {type(value).__name__: [encode_state(item) for item in value]}
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {"dict": {key: encode_state(item) for key, item in value.items()}}
-    raise TypeError(type(value).__name__)
-
-
-def decode_state(data, current=None):
-    """The value encode_state() encoded. A random generator is restored in place into `current`, so the
-    objects that share it keep sharing it."""
-    if not isinstance(data, dict):
-        return data
-    if "ndarray" in data:
-        array = np.array(data["ndarray"])
-        return array[()] if data["scalar"] else array
-    if "generator" in data:
-        if isinstance(current, np.random.Generator):
-            generator = current
-        else:
-            generator = np.random.Generator(getattr(np.random, data["generator"]["bit_generator"])())
-        generator.bit_generator.state = data["generator"]
-        return generator
-    if "deque" in data:
-        return deque((decode_state(item) for item in data["deque"]), maxlen=data["maxlen"])
-    if "list" in data or "tuple" in data:
-        items = [decode_state(item) for item in data.get("list", data.get("tuple"))]
-        return items if "list" in data else tuple(items)
-    return {key: decode_state(item) for key, item in data["dict"].items()}
-
-
 class ResumableEnv(gym.Wrapper):
-    """The outermost wrapper of every env: reads and restores the state of the env below it, so that a vector
-    env of either kind can checkpoint its envs through `envs.call` (an AsyncVectorEnv runs this in its worker
-    processes, where the envs live)."""
+    """The outermost wrapper of every env: reads and restores the env's state, through `envs.call` for the envs of
+    either vector env (an AsyncVectorEnv's live in its worker processes)."""
 
     def __init__(self, env: gym.Env, idx: int):
         super().__init__(env)
         self.idx = idx  # which of the vector env's states is this env's
 
-    def get_state(self) -> Optional[list]:
-        """Everything the env needs to go on exactly where it is, as plain data, one dict per layer: every wrapper's
-        and the env's own attributes that are numbers, arrays, random generators or containers of them (episode
-        counters, time limits, frame stacks, RNGs, classic-control physics), the emulator state of an Atari game,
-        and the arrays of a MuJoCo simulation. None when the env keeps its state where it cannot be read: Box2D
-        worlds (LunarLander, BipedalWalker, CarRacing)."""
-        if "box2d" in type(self.env.unwrapped).__module__:
+    def get_state(self) -> Optional[dict]:
+        """A classic-control env's state as numbers and arrays: its physics (`state`, and CartPole's count of steps
+        past termination), its RNG and the wrappers' counters. None for an env that keeps its state where it cannot
+        be read (Box2D: LunarLander)."""
+        env = self.env.unwrapped
+        if not hasattr(env, "state"):
             return None
-        layers, layer = [], self.env
-        while True:
-            fields = {}
-            if not isinstance(layer, gym.wrappers.RecordVideo):  # its frames are a video in progress, not env state
-                for name, value in vars(layer).items():
-                    if name in ("env", "episode_start_time"):  # the next layer; a wall-clock time
-                        continue
-                    try:
-                        fields[name] = encode_state(value)
-                    except TypeError:  # not plain data: spaces, specs, functions, the emulator and simulator handles
-                        pass
-            if type(getattr(layer, "ale", None)).__name__ == "ALEInterface" and layer is layer.unwrapped:
-                ale_state = layer.ale.cloneState(include_rng=True).serialize()
-                fields["ale state"] = np.frombuffer(ale_state, dtype=np.uint8).copy()
-            if type(getattr(layer, "data", None)).__name__ == "MjData":
-                arrays = [name for name in dir(layer.data) if not name.startswith("_")]
-                arrays = [name for name in arrays if isinstance(getattr(layer.data, name), np.ndarray)]
-                fields["mujoco data"] = {name: getattr(layer.data, name).copy() for name in arrays}
-                fields["mujoco time"] = layer.data.time
-            layers.append(fields)
-            if layer is layer.unwrapped:
-                return layers
-            layer = layer.env
+        steps_beyond_terminated = getattr(env, "steps_beyond_terminated", None)
+        state = {"physics": np.array(env.state), "rng": env.np_random.bit_generator.state}
+        return state | {"steps_beyond_terminated": steps_beyond_terminated} | episode_counters(self)
 
     def set_state(self, states: list) -> None:
-        """Put back this env's entry of `states` (what get_state() returned, for every env of the vector env) into
-        a freshly made (and reset) env of the same kind."""
-        layer = self.env
-        for fields in states[self.idx]:
-            for name, data in fields.items():
-                if name == "ale state":
-                    layer.ale.restoreState(sys.modules["ale_py"].ALEState(data.tobytes()))
-                elif name == "mujoco data":
-                    for array_name, array in data.items():
-                        target = getattr(layer.data, array_name)
-                        if target.shape == tuple(array.shape):  # arrays sized by this step's contacts are recomputed
-                            target[...] = array
-                elif name == "mujoco time":
-                    layer.data.time = data
-                else:
-                    setattr(layer, name, decode_state(data, getattr(layer, name, None)))
-            layer = getattr(layer, "env", None)
+        """Put back this env's entry of `states` (get_state() of every env of the vector env) into a freshly made
+        (and reset) env of the same kind."""
+        state, env = states[self.idx], self.env.unwrapped
+        env.state, env.np_random.bit_generator.state = state["physics"].copy(), state["rng"]
+        if hasattr(env, "steps_beyond_terminated"):
+            env.steps_beyond_terminated = state["steps_beyond_terminated"]
+        set_episode_counters(self, state)
 
 
 def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
@@ -1316,21 +1188,45 @@ def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
     return numpy arrays, made tensors here: a tensor sent from an AsyncVectorEnv worker goes through torch's shared
     memory, which can deadlock in a forked worker."""
     states = list(envs.call("get_state"))
-    return None if any(state is None for state in states) else map_arrays(states, torch.from_numpy)
+    if any(state is None for state in states):
+        return None
+    return [{key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in state.items()}
+            for state in states]  # fmt: skip
 
 
 def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
     """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
-    envs.call("set_state", map_arrays(states, lambda tensor: tensor.numpy()))  # numpy to the workers, as above
+    states = [{key: value.numpy() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
+              for state in states]  # fmt: skip
+    envs.call("set_state", states)  # numpy to the workers, as above
 
 
-def map_arrays(data, convert):
-    """`data` (nested dicts, lists and tuples) with convert() applied to each array or tensor in it."""
-    if isinstance(data, dict):
-        return {key: map_arrays(item, convert) for key, item in data.items()}
-    if isinstance(data, (list, tuple)):
-        return type(data)(map_arrays(item, convert) for item in data)
-    return convert(data) if isinstance(data, (np.ndarray, torch.Tensor)) else data
+def episode_counters(env: gym.Env) -> dict:
+    """The counters of the wrappers every env has: the time limit's steps (gymnasium keeps them in a private
+    attribute; ALE's v5 ids limit episodes in the emulator) and the episode statistics' return and length so far."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)
+    statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+    elapsed_steps = time_limit._elapsed_steps if time_limit is not None else None
+    episode = {"episode_return": float(statistics.episode_returns), "episode_length": int(statistics.episode_lengths)}
+    return {"elapsed_steps": elapsed_steps} | episode
+
+
+def set_episode_counters(env: gym.Env, state: dict) -> None:
+    """Put back what episode_counters() read."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)
+    statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+    if time_limit is not None:
+        time_limit._elapsed_steps = state["elapsed_steps"]
+    statistics.episode_returns, statistics.episode_lengths = state["episode_return"], state["episode_length"]
+
+
+def find_wrapper(env: gym.Env, kind: type) -> Optional[gym.Wrapper]:
+    """The wrapper of type `kind` in env's stack of wrappers, or None."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, kind):
+            return env
+        env = env.env
+    return None
 
 
 def seed_everything(seed: int, torch_deterministic: bool) -> None:
@@ -1400,15 +1296,11 @@ def seed_payloads(checkpoint: dict) -> list:
     return payloads
 
 
-def evaluate(
-    payload: dict, episodes: int, deterministic: bool, seed: int, device: torch.device, video_dir: Optional[str] = None
-) -> list:
+def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device, video_dir=None) -> list:
     """Run `episodes` full episodes with a saved agent; returns their undiscounted returns. With a video_dir,
     records episodes 0, 1, 8, 27, ... there (gymnasium's RecordVideo schedule)."""
-    env_id = payload["env_id"]
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(env_id, 0, video_dir is not None, video_dir or "")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-    )
+    env_fns = [make_env(payload["env_id"], 0, video_dir is not None, video_dir or "")]
+    envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent = Agent(int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)).to(device)
     agent.load_state_dict(payload["model"])
     torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
@@ -1416,9 +1308,7 @@ def evaluate(
     episodic_returns = []
     while len(episodic_returns) < episodes:
         with torch.inference_mode():
-            action = agent.sample_action(
-                torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic=deterministic
-            )
+            action = agent.sample_action(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
         if "final_info" in infos and "episode" in infos["final_info"]:
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())

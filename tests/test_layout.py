@@ -21,9 +21,10 @@ PPO_PIECES = {
     "EpisodicLife", "FireReset",  # ppo_atari.py: the Atari wrappers
     "BatchedAgent", "stack_linear_layers", "batched_mlp", "by_env", "seed_axis", "SeedAdam",  # ppo_*_seeds.py
 }  # fmt: skip
-BUDGETS = {"ppo_discrete.py": 500, "ppo_continuous.py": 560, "ppo_atari.py": 640}  # last line of main()
+# Last line of main(); ppo_continuous.py's normalizers carry their own state_dict() / load_state_dict() pair
+BUDGETS = {"ppo_discrete.py": 500, "ppo_continuous.py": 575, "ppo_atari.py": 640}
 # The seeds variants: the parent's budget plus the batched agent and Adam above main() and a longer main()
-BUDGETS.update({"ppo_discrete_seeds.py": 660, "ppo_continuous_seeds.py": 740})
+BUDGETS.update({"ppo_discrete_seeds.py": 660, "ppo_continuous_seeds.py": 755})
 MAIN_BUDGETS = {"ppo_discrete_seeds.py": 240, "ppo_continuous_seeds.py": 240}  # 200 for the others
 BANNER = "# Everything below runs the job, not PPO"
 
@@ -57,9 +58,7 @@ def test_ppo_first_plumbing_below_main_within_budget(script):
 def test_the_layout_check_can_fail():
     source = (REPO / "ppo_discrete.py").read_text()
     assert layout_problems(source, 500) == []
-    moved = source.replace(
-        "def main(args: Args) -> None:", "def load_thing():\n    pass\n\n\ndef main(args: Args) -> None:"
-    )
+    moved = source.replace("def main(args: Args", "def load_thing():\n    pass\n\n\ndef main(args: Args")
     assert layout_problems(moved, 500) == ["load_thing is defined above main()"]
     assert layout_problems(source, 100) == [f"main() ends at line {ast_main_end(source)}, over 100"]
     assert "no banner right after main()" in layout_problems(source.replace(BANNER, "# other"), 500)

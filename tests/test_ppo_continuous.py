@@ -105,10 +105,10 @@ def test_running_mean_std_matches_numpy_on_the_concatenated_data():
     np.testing.assert_allclose(
         rms.normalize(x, 10.0), np.clip((x - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), -10, 10)
     )
-    state = ppo_continuous.normalizer_state(rms)  # as a checkpoint holds it: tensors, not numpy arrays
+    state = rms.state_dict()  # as a checkpoint holds it: tensors, not numpy arrays
     assert all(torch.is_tensor(state[name]) for name in ("mean", "var")) and state["count"] == rms.count
     restored = ppo_continuous.RunningMeanStd((3,))
-    ppo_continuous.load_normalizer_state(restored, state)
+    restored.load_state_dict(state)
     assert (
         np.array_equal(restored.mean, rms.mean)
         and np.array_equal(restored.var, rms.var)
@@ -291,7 +291,7 @@ def test_truncation_bootstraps_from_the_normalized_final_observation(tmp_path, e
     agent = ppo_continuous.Agent(2, 1)
     agent.load_state_dict(payload["model"])
     obs_rms = ppo_continuous.RunningMeanStd((2,))
-    ppo_continuous.load_normalizer_state(obs_rms, payload["obs_rms"])
+    obs_rms.load_state_dict(payload["obs_rms"])
     raw = np.array([[25.0, 20.0], [20.0, 25.0]])  # s0 and s1 as the env shows them
     value_s0, value_s1 = agent.get_value(torch.as_tensor(obs_rms.normalize(raw, 10.0), dtype=torch.float32)).tolist()
     expected_s0, expected_s1 = expected_values(gamma, lam, terminate)
@@ -394,7 +394,7 @@ def test_save_and_evaluate_with_the_frozen_normalization_statistics(tiny_runs, t
         assert (
             torch.equal(payload["obs_rms"][key], value) if torch.is_tensor(value) else payload["obs_rms"][key] == value
         )
-    fresh = dict(payload, obs_rms=ppo_continuous.normalizer_state(ppo_continuous.RunningMeanStd((3,))))
+    fresh = dict(payload, obs_rms=ppo_continuous.RunningMeanStd((3,)).state_dict())
     assert ppo_continuous.evaluate(fresh, 2, True, 123, torch.device("cpu")) != returns  # the statistics are used
 
     evaluation = run_script(SCRIPT, "--eval-checkpoint", str(model), "--eval-episodes", "2", "--eval-deterministic")
