@@ -582,15 +582,19 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
 
 
 CHECKPOINT_FORMAT = 2  # the layout of checkpoint.pt and model.pt that this script reads and writes
+# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
+RESUME_MAY_CHANGE = (
+    "total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video",
+    "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic",
+)  # fmt: skip
 
 
 class UsageError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2, before anything is written."""
+    """Bad input: one line on stderr, exit code 2, before anything is written."""
 
 
 class RunError(Exception):
-    """A run that cannot go on (a non-finite loss, a failed checkpoint write): one line on stderr, exit code 1;
-    the checkpoint written last is kept."""
+    """A run that cannot go on (a non-finite loss, a failed write): one line on stderr, exit code 1."""
 
 
 def check_args(args: Args) -> None:
@@ -626,16 +630,6 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch of {batch_size}")
 
 
-def check_wandb_login() -> None:
-    """--track needs W&B credentials, or a mode that does without them: asked before anything is written."""
-    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
-        return
-    import wandb
-
-    if not wandb.login(prompt=False, verify=False):
-        raise UsageError("--track needs a W&B login: run `wandb login`, or set WANDB_MODE=offline to log locally")
-
-
 def check_env(env_id: str) -> None:
     """Reject an unknown env id, or one this script cannot run, naming the script that can."""
     module, _, name = env_id.rpartition(":")
@@ -668,8 +662,8 @@ def check_env(env_id: str) -> None:
 
 
 def resolve_args(args: Args, typed: frozenset) -> tuple:
-    """The options of this run, checked, and the checkpoint to resume (None for a new run): on --resume, the
-    checkpoint's options, with those typed on the command line that a resumed run may change (resume_args)."""
+    """The options of this run, checked, and the checkpoint to resume (None for a new run). --track needs W&B
+    credentials or a mode that does without them: asked here, not by wandb.init once the run directory exists."""
     check_args(args)
     checkpoint = None
     if args.resume is not None:
@@ -678,16 +672,13 @@ def resolve_args(args: Args, typed: frozenset) -> tuple:
         check_args(args)
     if args.eval_checkpoint is None:
         check_env(args.env_id)
-        if args.track:
-            check_wandb_login()
+    wandb_mode = os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
+    if args.track and args.eval_checkpoint is None and not (wandb_mode or os.environ.get("WANDB_API_KEY")):
+        import wandb
+
+        if not wandb.login(prompt=False, verify=False):
+            raise UsageError("--track needs a W&B login: run `wandb login`, or set WANDB_MODE=offline to log locally")
     return args, checkpoint
-
-
-# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
-RESUME_MAY_CHANGE = (
-    "total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video",
-    "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic",
-)  # fmt: skip
 
 
 def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
@@ -707,10 +698,8 @@ def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
             merged[name] = given
         else:
             may_change = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
-            raise UsageError(
-                f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it "
-                f"(what may change: {may_change})"
-            )
+            raise UsageError(f"{flag} {given} differs from the checkpoint's {saved[name]}; a resumed run keeps it "
+                             f"(what may change: {may_change})")  # fmt: skip
     return Args(**merged, resume=args.resume)
 
 
@@ -863,19 +852,18 @@ def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writ
 
 
 def write_atomically(path: str, agent: nn.Module, args: Args, normalizers: dict, extra: dict) -> None:
-    """Write the model, its options and running statistics (and whatever `extra` holds) atomically: a temporary
-    file, then a rename, so a crash or kill -9 during the write leaves the previous file intact, never half a file."""
+    """Write the model, its options, running statistics and `extra` to a temporary file, then rename it: a crash or
+    kill -9 during the write leaves the previous file intact, never half a file."""
     payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args)}
     payload["model"] = agent.state_dict()
     payload.update({name: None if stats is None else stats.state_dict() for name, stats in normalizers.items()})
     payload.update(extra)
-    tmp_path = f"{path}.tmp"
     try:
-        torch.save(payload, tmp_path)
-        os.replace(tmp_path, path)
+        torch.save(payload, f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
     except OSError as error:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        if os.path.exists(f"{path}.tmp"):
+            os.remove(f"{path}.tmp")
         raise RunError(f"cannot write {path}: {error.strerror or error}") from None
 
 
@@ -947,12 +935,11 @@ class ResumableEnv(gym.Wrapper):
         self.idx = idx  # which of the vector env's states is this env's
 
     def get_state(self) -> Optional[dict]:
-        """The env's state as arrays: a MuJoCo simulation's integration state (time, qpos, qvel, actuators, warm
-        start: what mj_step reads), or a classic-control env's physics (`state`); its RNG and the wrappers' counters.
-        None for an env that keeps its state where it cannot be read (Box2D: BipedalWalker, CarRacing)."""
-        env = self.env.unwrapped
-        if type(getattr(env, "data", None)).__name__ == "MjData":
-            mujoco = sys.modules["mujoco"]
+        """The env's state as arrays: a MuJoCo simulation's integration state (what mj_step reads: time, qpos, qvel,
+        actuators, warm start) or a classic-control env's physics (`state`), its RNG and the wrappers' counters;
+        None where it cannot be read (Box2D: BipedalWalker, CarRacing)."""
+        env, mujoco = self.env.unwrapped, sys.modules.get("mujoco")
+        if mujoco is not None and isinstance(getattr(env, "data", None), mujoco.MjData):
             physics = np.empty(mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION))
             mujoco.mj_getState(env.model, env.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
         elif hasattr(env, "state"):
@@ -962,22 +949,19 @@ class ResumableEnv(gym.Wrapper):
         return {"physics": physics, "rng": env.np_random.bit_generator.state} | episode_counters(self)
 
     def set_state(self, states: list) -> None:
-        """Put back this env's entry of `states` (get_state() of every env of the vector env) into a freshly made
-        (and reset) env of the same kind."""
-        state, env = states[self.idx], self.env.unwrapped
-        if type(getattr(env, "data", None)).__name__ == "MjData":
-            mujoco = sys.modules["mujoco"]
+        """Put back this env's entry of `states` (every env's get_state()) into a freshly made and reset env."""
+        state, env, mujoco = states[self.idx], self.env.unwrapped, sys.modules.get("mujoco")
+        if mujoco is not None and isinstance(getattr(env, "data", None), mujoco.MjData):
             mujoco.mj_setState(env.model, env.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
         else:
             env.state = state["physics"].copy()
         env.np_random.bit_generator.state = state["rng"]
-        set_episode_counters(self, state)
+        episode_counters(self, state)
 
 
 def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
-    """The state of every env of the vector env (ResumableEnv.get_state), or None if one cannot be read. The envs
-    return numpy arrays, made tensors here: a tensor sent from an AsyncVectorEnv worker goes through torch's shared
-    memory, which can deadlock in a forked worker."""
+    """Every env's ResumableEnv.get_state(), arrays as tensors, or None if one cannot be read. The envs return numpy
+    arrays: a tensor sent from an AsyncVectorEnv worker goes through shared memory, which can deadlock there."""
     states = list(envs.call("get_state"))
     if any(state is None for state in states):
         return None
@@ -986,38 +970,29 @@ def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
 
 
 def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
-    """Put back what env_state() saved into freshly made (and reset) environments of the same kind."""
-    states = [{key: value.numpy() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
-              for state in states]  # fmt: skip
-    envs.call("set_state", states)  # numpy to the workers, as above
+    """Put back what env_state() saved into freshly made (and reset) envs of the same kind (numpy to the workers)."""
+    envs.call("set_state", [{k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in states])
 
 
-def episode_counters(env: gym.Env) -> dict:
-    """The counters of the wrappers every env has: the time limit's steps (gymnasium keeps them in a private
-    attribute; ALE's v5 ids limit episodes in the emulator) and the episode statistics' return and length so far."""
-    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)
+def episode_counters(env: gym.Env, state: Optional[dict] = None) -> dict:
+    """The counters of the wrappers every env has (put back first from `state`, if given): the time limit's steps (a
+    private attribute, gymnasium has no other) and the episode statistics' return and length so far."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)  # none in ALE's v5 ids: the emulator limits episodes
     statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+    if state is not None:
+        if time_limit is not None:
+            time_limit._elapsed_steps = state["elapsed_steps"]
+        statistics.episode_returns, statistics.episode_lengths = state["episode_return"], state["episode_length"]
     elapsed_steps = time_limit._elapsed_steps if time_limit is not None else None
     episode = {"episode_return": float(statistics.episode_returns), "episode_length": int(statistics.episode_lengths)}
     return {"elapsed_steps": elapsed_steps} | episode
 
 
-def set_episode_counters(env: gym.Env, state: dict) -> None:
-    """Put back what episode_counters() read."""
-    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)
-    statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
-    if time_limit is not None:
-        time_limit._elapsed_steps = state["elapsed_steps"]
-    statistics.episode_returns, statistics.episode_lengths = state["episode_return"], state["episode_length"]
-
-
 def find_wrapper(env: gym.Env, kind: type) -> Optional[gym.Wrapper]:
     """The wrapper of type `kind` in env's stack of wrappers, or None."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, kind):
-            return env
+    while isinstance(env, gym.Wrapper) and not isinstance(env, kind):
         env = env.env
-    return None
+    return env if isinstance(env, kind) else None
 
 
 def seed_everything(seed: int, torch_deterministic: bool) -> None:
@@ -1138,10 +1113,9 @@ def format_seconds(seconds: float) -> str:
 
 
 def flatten_parameters(agent: nn.Module) -> torch.Tensor:
-    """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each parameter
-    and gradient a view of them with its own shape and strides (channels_last weights stay channels_last). Adam and
-    gradient clipping then run on one tensor instead of one per layer, for speed alone (fewer, larger ops).
-    Backward adds into the gradient views in place, so the gradients are zeroed, never set to None."""
+    """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each a view of
+    them with its own shape and strides (channels_last weights stay channels_last), so that Adam and the gradient
+    clipping run on one tensor, for speed alone. Backward adds into the gradient views: zero them, never set None."""
     parameters = list(agent.parameters())
     flat_params = torch.zeros(sum(parameter.numel() for parameter in parameters), device=parameters[0].device)
     flat_params.grad = torch.zeros_like(flat_params)
