@@ -71,6 +71,8 @@ def measure(env_id: str, seeds: Sequence[int], total: int, repeats: int) -> list
 
 
 def summary(rows: Sequence[dict]) -> str:
+    """Median rate of each layout per env, their ratio, and the ratio within each repeat (the two layouts of a
+    repeat ran back to back, under the same load)."""
     table = []
     for env_id in dict.fromkeys(row["env_id"] for row in rows):
         rates = {}
@@ -79,10 +81,16 @@ def summary(rows: Sequence[dict]) -> str:
             rates[layout] = statistics.median(values)
         first = next(row for row in rows if row["env_id"] == env_id)
         sequential, batched = rates["K runs one after another"], rates["one seeds-variant process"]
-        table.append([env_id, first["script"], str(first["seeds"]), f"{first['total_timesteps']:,}",
-                      f"{sequential:,.0f}", f"{batched:,.0f}", f"{batched / sequential:.2f}x"])  # fmt: skip
+        by_repeat: dict[int, dict[str, float]] = {}
+        for row in rows:
+            if row["env_id"] == env_id:
+                by_repeat.setdefault(int(row["repeat"]), {})[row["layout"]] = float(row["seed_steps_per_s"])
+        paired = [pair["one seeds-variant process"] / pair["K runs one after another"] for pair in by_repeat.values()]
+        table.append([env_id, first["script"], str(first["seeds"]), f"{int(first['total_timesteps']):,}",
+                      f"{sequential:,.0f}", f"{batched:,.0f}", f"{batched / sequential:.2f}x",
+                      ", ".join(f"{ratio:.2f}x" for ratio in paired)])  # fmt: skip
     headers = ["env", "script", "K", "steps per seed", "K runs one after another (seed-steps/s)",
-               "one seeds-variant process (seed-steps/s)", "ratio"]  # fmt: skip
+               "one seeds-variant process (seed-steps/s)", "ratio of medians", "ratio in each repeat"]  # fmt: skip
     return markdown_table(headers, table)
 
 

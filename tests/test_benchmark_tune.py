@@ -381,9 +381,10 @@ def test_trial_cost_summary_is_the_ratio_of_medians():
 
     rates = {"K runs one after another": (100.0, 300.0, 200.0), "one seeds-variant process": (500.0, 700.0, 600.0)}
     rows = [{"env_id": "E", "script": "s.py", "layout": layout, "seeds": 4, "total_timesteps": 1000,
-             "seed_steps_per_s": rate} for layout, values in rates.items() for rate in values]  # fmt: skip
+             "repeat": repeat, "seed_steps_per_s": rate}
+            for layout, values in rates.items() for repeat, rate in enumerate(values)]  # fmt: skip
     (line,) = [line for line in summary(rows).splitlines() if line.startswith("| E |")]
-    assert line == "| E | s.py | 4 | 1,000 | 200 | 600 | 3.00x |"
+    assert line == "| E | s.py | 4 | 1,000 | 200 | 600 | 3.00x | 5.00x, 2.33x, 3.00x |"
 
 
 @pytest.mark.slow
