@@ -43,10 +43,12 @@ def load_study(study_dir: Path, storage: Optional[str] = None) -> tuple[Study, o
     return study, optuna_study
 
 
-def best_command(study: Study, params: dict, seeds: Sequence[int]) -> tuple[str, str]:
-    """The configuration as commands: the script for one seed, and its seeds variant for the group."""
+def best_command(study: Study, params: dict, seeds: Sequence[int], total: Optional[int] = None) -> tuple[str, str]:
+    """The configuration as commands (at `total` steps, default the study's): the script for one seed, and its seeds
+    variant for the group."""
     options = to_cli({**study.fixed, **params})
-    budget = ["--total-timesteps", str(study.total_timesteps)] if study.total_timesteps else []
+    total = total or study.total_timesteps
+    budget = ["--total-timesteps", str(total)] if total else []
     env = ["--env-id", study.env_ids[0]]
     single = shlex.join(["python", study.script, *env, "--seed", str(seeds[0]), *budget, *options, *study.extra_args])
     group = shlex.join(["python", study.trial_script, *env, "--seeds", *map(str, seeds), *budget, *options,
@@ -168,12 +170,12 @@ def validation_sweep(study: Study, out: Path, seeds: Sequence[int], total: Optio
     return [*command, "--", *budget, *to_cli(params), *study.extra_args]
 
 
-def validation_table(defaults_dir: Path, tuned_dir: Path) -> tuple[str, list]:
-    runs = []
+def validation_table(defaults_dir: Path, tuned_dir: Path) -> tuple[str, dict]:
+    runs = {}
     rows = []
     for label, sweep_dir in (("defaults", defaults_dir), ("tuned", tuned_dir)):
         complete, _ = load_sweep(sweep_dir)
-        runs += complete
+        runs[label] = complete
         for group in summarize_groups(complete):
             returns = group.final_returns
             rows.append([group.env_id, label, str(group.num_seeds), f"{group.mean:,.2f}", f"{group.std:,.2f}",
@@ -182,6 +184,43 @@ def validation_table(defaults_dir: Path, tuned_dir: Path) -> tuple[str, list]:
     rows.sort(key=lambda row: (row[0], row[1]))
     headers = ["env", "config", "seeds", "mean", "std", "IQM [95% CI]", "worst seed", "each seed"]
     return markdown_table(headers, rows), runs
+
+
+def plot_validation(runs: dict, out_dir: Path, trial_number: int) -> list[Path]:
+    """learning_curves_<env>.png: the defaults and the tuned configuration, each the mean over its seeds of the
+    trailing 100-episode mean return, with a band from the lowest to the highest seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmark.aggregate import LAST_EPISODES
+    from benchmark.curves import on_grid, smoothed
+    from benchmark.manifest import safe_name
+
+    paths = []
+    for env_id in sorted({run.env_id for group in runs.values() for run in group}):
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for label, group in runs.items():
+            group = [run for run in group if run.env_id == env_id]
+            grid, values = on_grid([smoothed(run.returns, LAST_EPISODES) for run in group], 200)
+            if values.size == 0:
+                continue
+            name = "defaults" if label == "defaults" else f"tuned (trial {trial_number})"
+            (line,) = axes.plot(grid, values.mean(axis=0), label=f"{name}, {len(group)} seeds")
+            axes.fill_between(grid, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
+        axes.set_title(f"{env_id} on fresh seeds: mean over seeds, band = min-max")
+        axes.set_xlabel("environment steps")
+        axes.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="lower right")
+        figure.tight_layout()
+        path = out_dir / f"learning_curves_{safe_name(env_id)}.png"
+        with atomic_path(path) as tmp_path:
+            figure.savefig(tmp_path, dpi=120, format="png")
+        plt.close(figure)
+        paths.append(path)
+    return paths
 
 
 def main_validate(argv: Sequence[str]) -> int:
@@ -223,10 +262,8 @@ def main_validate(argv: Sequence[str]) -> int:
               "to resume it", file=sys.stderr)  # fmt: skip
         return 1
     table, runs = validation_table(dirs["defaults"], dirs["tuned"])
-    from benchmark.plots import plot_learning_curves
-
-    figures = plot_learning_curves(runs, root)
-    single, group = best_command(study, trial.params, args.seeds)
+    figures = plot_validation(runs, root, trial.number)
+    single, group = best_command(study, trial.params, args.seeds, total)
     text = [f"# Validation of trial {trial.number} of study {study.study_name}", "",
             f"The tuned configuration and `{study.script}`'s defaults, each on seeds {args.seeds[0]}-{args.seeds[-1]} "
             f"(never used by the search), {total or 'the default'} steps per run. Return: mean over a run's last 100 "
