@@ -515,8 +515,7 @@ class RunError(Exception):
 
 
 def check_args(args: Args) -> None:
-    """Reject inconsistent or out-of-range arguments before any environment is built. An option that is off (None)
-    or that this script does not have (obs_clip is ppo_continuous.py's) passes."""
+    """Reject bad arguments before any env is built; options that are off (None) or not this script's pass."""
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
                 "eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "target_kl", "obs_clip",
                 "reward_clip")  # fmt: skip
@@ -597,9 +596,8 @@ def resolve_args(args: Args, typed: frozenset) -> tuple:
 
 
 def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
-    """The options of a resumed run: the checkpoint's, except those typed on the command line that may change.
-    What was typed decides, not the value: a typed option wins even when it equals the default, and one that may
-    not change and contradicts the checkpoint is an error."""
+    """The options of a resumed run: the checkpoint's, but those typed that may change (typed at its default value
+    too: what was typed decides); one typed that may not change and contradicts the checkpoint is an error."""
     merged = {}
     for option in dataclasses.fields(Args):
         name, given, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
@@ -638,8 +636,8 @@ def run_directory(args: Args, checkpoint: Optional[dict]) -> str:
 
 
 def start_tracking(args: Args, run_dir: str, checkpoint: Optional[dict]) -> tuple:
-    """Make the run directory (a new run) and open its TensorBoard writer, and W&B with --track; returns the
-    writer and the W&B run id. A new run's directory is removed again if this fails: no empty run is left."""
+    """Make the run directory (a new run; removed again if this fails), open its TensorBoard writer and W&B with
+    --track; returns the writer and the W&B run id."""
     new_run = checkpoint is None
     if new_run:
         try:
@@ -678,9 +676,8 @@ def close_tracking(writer, track: bool) -> None:
 
 
 class StopOnSignal:
-    """The training loop's context: SIGINT (Ctrl-C) and SIGTERM (kill, Slurm preemption or time limit) ask the run
-    to stop after the iteration in progress, with a checkpoint; a second signal stops it at once. However the loop
-    ends, the TensorBoard events reach the disk, the envs are closed and the signal handlers are put back."""
+    """The training loop's context: SIGINT or SIGTERM stops the run after this iteration, with a checkpoint; a second
+    one at once. However the loop ends, the events reach the disk, the envs close and the handlers go back."""
 
     def __init__(self, run_dir: str, writer, envs: gym.vector.VectorEnv, checkpoint: Optional[dict]):
         self.run_dir, self.writer, self.envs = run_dir, writer, envs
@@ -743,9 +740,8 @@ def checkpoint_due(checkpoint_every: int, iteration: int, num_iterations: int) -
 
 
 def save_checkpoint(run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop, **training):
-    """Write {run_dir}/checkpoint.pt: the model, the options and everything the training loop needs to go on exactly
-    (`training`: iteration, step, elapsed time, next observation, recent returns, beta and epsilon, W&B id), plus
-    the Adam moments and step counts, the RNG states, the env states and the running statistics."""
+    """Write {run_dir}/checkpoint.pt: the model, options and statistics, and all the loop needs to go on exactly
+    (`training`: iteration, step, time, next observation, returns, beta, epsilon, W&B id; Adam, RNG and env states)."""
     writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
     training["recent_returns"] = list(training["recent_returns"])
     training.update(optimizer=optimizer.state_dict(), rng=rng_state(minibatch_rng), envs=env_state(envs))
@@ -755,8 +751,7 @@ def save_checkpoint(run_dir, args, agent, optimizer, normalizers, envs, minibatc
 
 
 def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writer, device) -> None:
-    """Write {run_dir}/model.pt (the agent, its options and running statistics), load it back as --eval-checkpoint
-    would, and log its evaluation returns under eval/episodic_return."""
+    """Write {run_dir}/model.pt, load it back as --eval-checkpoint would, log its returns as eval/episodic_return."""
     model_path = os.path.join(run_dir, "model.pt")
     write_atomically(model_path, agent, args, normalizers, {"global_step": global_step})
     returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 10**6, device)
@@ -767,8 +762,7 @@ def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writ
 
 
 def write_atomically(path: str, agent: nn.Module, args: Args, normalizers: dict, extra: dict) -> None:
-    """Write the model, its options, running statistics and `extra` to a temporary file, then rename it: a crash or
-    kill -9 during the write leaves the previous file intact, never half a file."""
+    """Write the model, options, statistics and `extra` atomically (a temporary file, renamed): never half a file."""
     payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args)}
     payload["model"] = agent.state_dict()
     payload.update({name: None if stats is None else stats.state_dict() for name, stats in normalizers.items()})
@@ -800,8 +794,7 @@ def load_checkpoint(path: str) -> dict:
 
 
 def read_payload(path: str, file_name: str) -> dict:
-    """Load a saved model or checkpoint safely (weights_only: no code runs from the file) and check it is one of
-    ours; a directory stands for the file `file_name` in it."""
+    """A saved model or checkpoint (a directory: its `file_name`), loaded safely and checked to be one of ours."""
     path = os.path.join(path, file_name) if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise UsageError(f"no checkpoint at {path}")
@@ -823,8 +816,7 @@ def read_payload(path: str, file_name: str) -> dict:
 
 
 def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs):
-    """Put back what save_checkpoint() wrote into the freshly built agent, optimizer, statistics, envs and RNGs;
-    returns the observation the run goes on from."""
+    """Put back what save_checkpoint() wrote; returns the observation the run goes on from."""
     training = checkpoint["training"]
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
@@ -963,8 +955,7 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
 
 
 class Progress:
-    """The console line: step, SPS, mean recent return, elapsed and remaining time, every `interval` seconds and
-    after the last iteration."""
+    """The console line (step, SPS, recent return, elapsed and remaining time) every `interval` s and at the end."""
 
     def __init__(self, interval: float, num_iterations: int, batch_size: int, start_time: float):
         self.interval, self.num_iterations, self.batch_size = interval, num_iterations, batch_size
@@ -996,8 +987,7 @@ def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step
 
 
 def status_line(event: str, **fields) -> str:
-    """A line for tools, not people (benchmark/run_one.py reads it): PPO_STATUS and the JSON object {"event": event,
-    **fields}, so that rewording the messages around it breaks no tool."""
+    """PPO_STATUS and {"event": event, **fields} as JSON: a line for tools (benchmark/run_one.py), not people."""
     return "PPO_STATUS " + json.dumps({"event": event, **fields})
 
 
@@ -1030,11 +1020,8 @@ def flatten_parameters(agent: nn.Module) -> torch.Tensor:
 if __name__ == "__main__":
     try:
         main(tyro.cli(Args), typed_options(sys.argv[1:]))
-    except UsageError as error:
+    except (UsageError, RunError) as error:
         print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except RunError as error:
-        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(error, UsageError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)

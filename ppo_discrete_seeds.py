@@ -669,8 +669,7 @@ class RunError(Exception):
 
 
 def check_args(args: Args) -> None:
-    """Reject inconsistent or out-of-range arguments before any environment is built. An option that is off (None)
-    or that this script does not have (obs_clip is ppo_continuous.py's) passes."""
+    """Reject bad arguments before any env is built; options that are off (None) or not this script's pass."""
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
                 "eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "target_kl", "obs_clip",
                 "reward_clip")  # fmt: skip
@@ -763,9 +762,8 @@ RESUME_MAY_CHANGE = (
 
 
 def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
-    """The options of a resumed run: the checkpoint's, except those typed on the command line that may change.
-    What was typed decides, not the value: a typed option wins even when it equals the default, and one that may
-    not change and contradicts the checkpoint is an error."""
+    """The options of a resumed run: the checkpoint's, but those typed that may change (typed at its default value
+    too: what was typed decides); one typed that may not change and contradicts the checkpoint is an error."""
     merged = {}
     for option in dataclasses.fields(Args):
         name, given, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
@@ -941,9 +939,8 @@ def close_tracking(writers: list) -> None:
 
 
 class StopOnSignal:
-    """The training loop's context: SIGINT (Ctrl-C) and SIGTERM (kill, Slurm preemption or time limit) ask the run
-    to stop after the iteration in progress, with a checkpoint; a second signal stops it at once. However the loop
-    ends, the TensorBoard events reach the disk, the envs are closed and the signal handlers are put back."""
+    """The training loop's context: SIGINT or SIGTERM stops the run after this iteration, with a checkpoint; a second
+    one at once. However the loop ends, the events reach the disk, the envs close and the handlers go back."""
 
     def __init__(self, run_dir: str, writers: list, envs: gym.vector.VectorEnv, checkpoint: Optional[dict]):
         self.run_dir, self.writers, self.envs = run_dir, writers, envs
@@ -1124,8 +1121,7 @@ def read_payload(path: str, file_name: str, script: str) -> dict:
 
 
 def restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs):
-    """Put back what save_checkpoint() wrote into the freshly built agent, optimizer, statistics, envs and RNGs;
-    returns the observation the run goes on from."""
+    """Put back what save_checkpoint() wrote; returns the observation the run goes on from."""
     training = checkpoint["training"]
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
@@ -1343,8 +1339,7 @@ def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step
 
 
 def status_line(event: str, **fields) -> str:
-    """A line for tools, not people (benchmark/run_one.py reads it): PPO_STATUS and the JSON object {"event": event,
-    **fields}, so that rewording the messages around it breaks no tool."""
+    """PPO_STATUS and {"event": event, **fields} as JSON: a line for tools (benchmark/run_one.py), not people."""
     return "PPO_STATUS " + json.dumps({"event": event, **fields})
 
 
@@ -1382,11 +1377,8 @@ def flatten_parameters(agent: nn.Module) -> torch.Tensor:
 if __name__ == "__main__":
     try:
         main(tyro.cli(Args), typed_options(sys.argv[1:]))
-    except UsageError as error:
+    except (UsageError, RunError) as error:
         print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except RunError as error:
-        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(error, UsageError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
