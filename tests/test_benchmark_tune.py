@@ -7,6 +7,7 @@ configuration the script rejects is a failed trial with the script's reason. Spa
 own reading of a sweep file, and every bad space is one line, exit code 2, nothing written.
 """
 
+import json
 import signal
 import subprocess
 import sys
@@ -420,3 +421,48 @@ def test_a_journal_file_storage_holds_the_study(tmp_path):
     (trial,) = optuna.load_study(study_name="journaled", storage=storage).get_trials()
     assert trial.state == TrialState.COMPLETE and trial.params == {"learning_rate": 0.0025}
     assert "Trial 0: score" in (study_dir / "report.md").read_text()  # the report finds the study through it
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tuned recipes: each committed with its validation table, its tuned command in README
+# ---------------------------------------------------------------------------------------------------------------------
+
+TUNED_RECIPES = sorted((REPO / "benchmark" / "recipes" / "tuned").glob("*.sh"))
+
+
+def tune_commands(path: Path) -> list[list[str]]:
+    """The recipe's `python -m benchmark.tune ...` commands, continuation lines joined, `"$@"` and `|| ...` dropped."""
+    import shlex
+
+    found = []
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:3] == ["python", "-m", "benchmark.tune"]:
+            words = words[: words.index("||")] if "||" in words else words
+            found.append([word for word in words[3:] if word != "$@"])
+    return found
+
+
+def test_there_are_tuned_recipes():
+    assert {path.stem for path in TUNED_RECIPES} >= {"lunarlander", "acrobot"}
+
+
+@pytest.mark.parametrize("path", TUNED_RECIPES, ids=lambda path: path.name)
+def test_a_tuned_recipe_searches_validates_and_is_in_readme(path):
+    from tests.benchmark_fixtures import parse_script_args
+
+    search, validate = tune_commands(path)
+    args = tune.search_parser().parse_args(search)
+    options = space_module.load_script_options(REPO / "ppo_discrete_seeds.py")
+    space = space_module.load_space(REPO / args.space, options)
+    for text in args.enqueue:
+        assert set(json.loads(text)) == set(space.distributions)  # complete configurations
+    assert validate[0] == "validate" and validate[validate.index("--study-dir") + 1] == str(args.study_dir)
+    out = REPO / validate[validate.index("--out") + 1]
+    assert out == REPO / "benchmark" / "results" / "tuned" / path.stem
+    text = (out / "validation.md").read_text()  # a tuned recipe is committed with its validation table
+    assert "--seeds 101 102 103 104 105 106 107 108" in text
+    (command,) = [line for line in text.splitlines() if line.startswith(f"python {args.script} ")]
+    parsed = parse_script_args(args.script, command.split()[2:])
+    assert parsed.env_id == args.env_ids[0]
+    assert command in (REPO / "README.md").read_text()  # the tuned command line, as validated, in README

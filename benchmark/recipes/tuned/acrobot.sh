@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Acrobot-v1, ppo_discrete.py: a search whose every trial is 4 seeds (1-4) at 250k steps in one process of
+# ppo_discrete_seeds.py, then the validation of a configuration it found against the script's defaults on seeds
+# 101-108, which the search never used, at the full 500k steps (benchmark/results/tuned/acrobot/). The search tries
+# four configurations first (--enqueue), then Optuna's TPE; it continues where it stopped when run again.
+#
+#   bash benchmark/recipes/tuned/acrobot.sh                     # search (resumable), then validate
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+STUDY=benchmark/studies/acrobot
+
+status=0
+python -m benchmark.tune --script ppo_discrete.py --space benchmark/wandb/tune_ppo_discrete_seeds.yaml \
+    --env-ids Acrobot-v1 --total-timesteps 250000 --trials 40 --workers 1 --report-every 0.2 --startup-trials 3 \
+    --poll-interval 10 --study-dir "$STUDY" \
+    --enqueue '{"learning_rate": 0.001, "num_envs": 16, "num_steps": 256, "num_minibatches": 64, "update_epochs": 4, "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "ent_coef": 1e-05, "vf_coef": 0.5, "max_grad_norm": 0.5, "no_anneal_lr": false}' \
+    --enqueue '{"learning_rate": 0.0025, "num_envs": 8, "num_steps": 256, "num_minibatches": 16, "update_epochs": 4, "gamma": 0.99, "gae_lambda": 0.9, "clip_coef": 0.2, "ent_coef": 0.001, "vf_coef": 0.5, "max_grad_norm": 0.5, "no_anneal_lr": false}' \
+    --enqueue '{"learning_rate": 0.001, "num_envs": 4, "num_steps": 512, "num_minibatches": 32, "update_epochs": 10, "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "ent_coef": 1e-05, "vf_coef": 0.5, "max_grad_norm": 0.5, "no_anneal_lr": false}' \
+    --enqueue '{"learning_rate": 0.0025, "num_envs": 16, "num_steps": 128, "num_minibatches": 8, "update_epochs": 10, "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "ent_coef": 1e-05, "vf_coef": 0.5, "max_grad_norm": 0.5, "no_anneal_lr": false}' \
+    "$@" || status=$?
+# The configuration validated: trial 1, the best of the study's first 9 trials.
+python -m benchmark.tune validate --study-dir "$STUDY" --trial 1 --total-timesteps 500000 \
+    --out benchmark/results/tuned/acrobot
+exit "$status"
