@@ -1079,6 +1079,7 @@ def print_summary(global_step: int, start_time: float, recent_returns: deque, ru
     recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
     print(f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
           f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}")  # fmt: skip
+    print(status_line("done", global_step=global_step, seconds=elapsed, steps_per_second=global_step / elapsed))
 
 
 def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:

@@ -1331,6 +1331,8 @@ def print_summary(global_step: int, start_time: float, recent_returns: list, run
         f"({int(num_seeds * global_step / elapsed):,} seed-steps per second) "
         f"| return over the last 100 episodes {seed_returns(recent_returns)} | first run {run_dir}"
     )
+    rate = num_seeds * global_step / elapsed  # all seeds' steps per second
+    print(status_line("done", global_step=global_step, seeds=num_seeds, seconds=elapsed, seed_steps_per_second=rate))
 
 
 def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:

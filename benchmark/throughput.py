@@ -5,7 +5,7 @@
 
 For each preset (a script at its default settings on one env, with OMP_NUM_THREADS of its own) it runs,
 interleaved so that a noisy machine affects them alike, `repeats` times each:
-  - the project's script (SPS from its final `done:` line, timed from the first step),
+  - the project's script (SPS from its final done status line, timed from the first step),
   - benchmark/reference/naive_ppo.py at the same hyperparameters (the common way of writing PPO),
   - the script's own vector env (its make_env, SAME_STEP autoreset) stepped with random actions and no
     learning (the most the script can reach),
@@ -22,8 +22,8 @@ their parent (ppo_continuous.py for Box actions, ppo_discrete.py for Discrete) a
   - parent: N single-seed runs, 2 workers, OMP_NUM_THREADS=1 and --torch-threads 1 each,
   - batched_1x2: one process with --seeds 1..N, 2 threads,
   - batched_2x1 (N >= 2): two processes of half the seeds each, 1 thread each, at once,
-interleaved over the repeats. As for the presets, a rate counts training-loop time only (each process's `done:`
-line; a side's processes packed on its workers in the order the sweep starts them), not start-up; the wall
+interleaved over the repeats. As for the presets, a rate counts training-loop time only (each process's done
+status line; a side's processes packed on its workers in the order the sweep starts them), not start-up; the wall
 clock with start-up is in the CSV. It writes seeds_scaling.csv, .md (medians and the better batched layout over
 the parent), .png (seed-steps per second against N, an env a panel) and .json (every process of every repeat).
 """
@@ -32,7 +32,6 @@ import argparse
 import importlib.util
 import inspect
 import io
-import re
 import shlex
 import statistics
 import subprocess
@@ -54,7 +53,6 @@ from benchmark.sweep import positive_int
 from benchmark.tables import markdown_table, write_csv
 
 REPO = Path(__file__).resolve().parent.parent
-SPS_PATTERN = re.compile(r"\(([\d,]+) SPS\)")
 
 
 @dataclass(frozen=True)
@@ -104,21 +102,19 @@ PRESETS = {
 }
 
 
-def done_line(output: str) -> str:
-    """A run's final `done:` line."""
-    done_lines = [line for line in output.splitlines() if line.startswith("done:")]
-    if not done_lines:
-        raise RuntimeError(f"no 'done:' line in the output:\n{output[-2000:]}")
-    return done_lines[-1]
+def done_status(output: str) -> dict:
+    """A run's final `PPO_STATUS {"event": "done", ...}` line, as a dict."""
+    from benchmark.run_one import status_events
+
+    events = status_events(output, "done")
+    if not events:
+        raise RuntimeError(f"no done status line in the output:\n{output[-2000:]}")
+    return events[-1]
 
 
 def parse_sps(output: str) -> float:
-    """The SPS figure of a run's final `done:` line."""
-    line = done_line(output)
-    match = SPS_PATTERN.search(line)
-    if match is None:
-        raise RuntimeError(f"no SPS figure in {line!r}")
-    return float(match.group(1).replace(",", ""))
+    """A run's steps per second, from its done status line."""
+    return float(done_status(output)["steps_per_second"])
 
 
 def run(command: Sequence[str], threads: int) -> str:
@@ -294,8 +290,6 @@ def throughput_markdown(
 
 # --- Seeds scaling: the batched variants (ppo_*_seeds.py) against their parent, as benchmark.sweep runs them ---
 
-SEED_STEPS_PATTERN = re.compile(r"\(([\d,]+) seed-steps per second\)")  # a batched script's `done:` line
-DONE_STEPS_PATTERN = re.compile(r"^done: ([\d,]+) steps")  # each seed's steps, in either script's line
 SCALING_WORKERS = 2  # processes at once on the parent side and the batched two-process one
 SCALING_CHECKPOINT_EVERY = 10  # benchmark.sweep's default --checkpoint-every
 SCALING_LAYOUTS = {  # name: (batched, processes the seeds are split into (0: one a seed), threads a process, workers)
@@ -307,13 +301,10 @@ SCALING_LABELS = {"parent": "parent", "batched_1x2": "batched 1x2-thread", "batc
 
 
 def parse_done(output: str) -> tuple[int, float]:
-    """(each seed's steps, steps per second over all its seeds) from the final `done:` line of a script (SPS) or
-    of its batched variant (seed-steps per second)."""
-    line = done_line(output)
-    steps, rate = DONE_STEPS_PATTERN.match(line), SEED_STEPS_PATTERN.search(line) or SPS_PATTERN.search(line)
-    if steps is None or rate is None:
-        raise RuntimeError(f"no step count or rate in {line!r}")
-    return int(steps.group(1).replace(",", "")), float(rate.group(1).replace(",", ""))
+    """(each seed's steps, steps per second over all its seeds) from the done status line of a script or of its
+    batched variant."""
+    status = done_status(output)
+    return int(status["global_step"]), float(status.get("seed_steps_per_second", status.get("steps_per_second")))
 
 
 def parent_script(env_id: str) -> str:
@@ -358,7 +349,7 @@ def run_as_sweep(
     """Train the seed groups in a fresh sweep at `root` with benchmark.sweep's local backend: a job a group (the
     batched script's --seeds, or the parent's --seed), `threads` its OMP_NUM_THREADS and --torch-threads,
     `workers` jobs at once, `-- --total-timesteps steps`. Returns the threads and workers, the processes (command,
-    seeds, steps a seed, loop seconds from the `done:` line, wall seconds, peak RSS) and the side's totals:
+    seeds, steps a seed, loop seconds from the done status line, wall seconds, peak RSS) and the side's totals:
     seed-steps, wall seconds of the whole pool, loop seconds (pool_seconds of the processes' loop seconds); an error
     if a job did not complete."""
     layout = SweepLayout(root)
@@ -471,9 +462,10 @@ def seeds_markdown(rows: Sequence[Mapping], command: str = "") -> str:
         f"{SCALING_WORKERS} at a time, OMP_NUM_THREADS=1 and --torch-threads 1 each; batched 1x2-thread, one process "
         f"of the batched variant with --seeds 1..N and 2 threads; batched 2x1-thread, two processes of half the seeds, "
         "1 thread each, at once.",
-        "Rates count training-loop time (each process's `done:` line, start-up excluded; a side's processes packed on "
-        "its workers in the order the sweep starts them); the CSV has the wall clock with start-up too. Best ratio: "
-        "the faster batched layout over the parent. Peak RSS: the batched one-process run's (max over repeats).",
+        "Rates count training-loop time (each process's done status line, start-up excluded; a side's processes "
+        "packed on its workers in the order the sweep starts them); the CSV has the wall clock with start-up too. "
+        "Best ratio: the faster batched layout over the parent. Peak RSS: the batched one-process run's (max over "
+        "repeats).",
         "",
     ]
 

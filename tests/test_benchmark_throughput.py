@@ -13,11 +13,14 @@ from benchmark import phases
 from benchmark.phases import line_phases
 
 
-def test_parse_sps_reads_the_done_line():
-    output = "step 1,024/2,048 (50%) | SPS  9,999 | ...\ndone: 2,048 steps in 0:00:01 (1,234 SPS) | return ...\n"
-    assert throughput.parse_sps(output) == 1234.0
-    with pytest.raises(RuntimeError, match="no 'done:' line"):
-        throughput.parse_sps("step 1,024/2,048 (50%) | SPS  9,999\n")
+def test_parse_sps_reads_the_done_status_line():
+    output = (
+        "step 1,024/2,048 (50%) | SPS  9,999 | ...\ndone: 2,048 steps in 0:00:01 (9,876 SPS) | return ...\n"
+        'PPO_STATUS {"event": "done", "global_step": 2048, "seconds": 1.66, "steps_per_second": 1234.5}\n'
+    )
+    assert throughput.parse_sps(output) == 1234.5  # the status line, not the line for people
+    with pytest.raises(RuntimeError, match="no done status line"):
+        throughput.parse_sps("step 1,024/2,048 (50%) | SPS  9,999\ndone: 2,048 steps in 0:00:01 (1,234 SPS)\n")
 
 
 def test_table_reports_medians_and_ratios():
@@ -253,12 +256,19 @@ def test_a_tiny_real_phase_measurement():
     assert shares["env"] > 0 and shares["update"] > 0 and summary["peak_rss_mb"] > 0 and summary["exit_code"] == 0
 
 
-def test_parse_done_reads_the_parent_and_the_batched_done_lines():
-    parent = "step 512/1,024 | SPS 99\ndone: 1,024 steps in 0:00:01 (1,234 SPS) | return over the last 3 episodes 9\n"
-    batched = "done: 1,024 steps x 4 seeds in 0:00:02 (2,345 seed-steps per second) | return ... | first run runs/x\n"
+def test_parse_done_reads_the_parent_and_the_batched_done_status_lines():
+    parent = (
+        "step 512/1,024 | SPS 99\n"
+        'PPO_STATUS {"event": "done", "global_step": 1024, "seconds": 0.8, "steps_per_second": 1234.0}\n'
+    )
+    batched = (
+        'PPO_STATUS {"event": "resumed", "iteration": 1, "num_iterations": 2, "global_step": 512}\n'
+        'PPO_STATUS {"event": "done", "global_step": 1024, "seeds": 4, "seconds": 1.7, '
+        '"seed_steps_per_second": 2345.0}\n'
+    )
     assert throughput.parse_done(parent) == (1024, 1234.0)
     assert throughput.parse_done(batched) == (1024, 2345.0)
-    with pytest.raises(RuntimeError, match="no 'done:' line"):
+    with pytest.raises(RuntimeError, match="no done status line"):
         throughput.parse_done("step 512/1,024 | SPS 99\n")
 
 

@@ -2,6 +2,7 @@
 makes (same events bit for bit, same exit codes, same one-line errors and tracebacks), or the speed-up would change
 what every other test checks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def test_a_forked_training_run_logs_what_a_fresh_interpreter_logs(tmp_path):
     assert set(forked_scalars) == set(fresh_scalars) and len(forked_scalars) > 10
     for tag in set(fresh_scalars) - {"charts/SPS"}:
         assert forked_scalars[tag] == fresh_scalars[tag], tag
-    assert forked.stdout.splitlines()[-1].startswith("done: 256 steps")
+    assert forked.stdout.splitlines()[-2].startswith("done: 256 steps")
+    assert json.loads(forked.stdout.splitlines()[-1].removeprefix("PPO_STATUS "))["global_step"] == 256
 
 
 @pytest.mark.parametrize("args", [["--num-envs", "0"], ["--env-id", "NoSuchEnv-v0"], ["--learning-rate", "nan"]])

@@ -20,6 +20,7 @@ scripts do: gymnasium's AtariPreprocessing (no-op reset, frame skip 4, 84x84 gra
 """
 
 import argparse
+import json
 import time
 
 import gymnasium as gym
@@ -227,6 +228,9 @@ def main() -> None:
         f"done: {global_step} steps in {elapsed:.1f}s ({global_step / elapsed:.0f} SPS) "
         f"| return over the last 100 episodes {recent:.2f}"
     )
+    # the same for tools, as the project's scripts write it
+    print("PPO_STATUS " + json.dumps({"event": "done", "global_step": global_step, "seconds": elapsed,
+                                      "steps_per_second": global_step / elapsed}))  # fmt: skip
 
 
 if __name__ == "__main__":
