@@ -134,7 +134,7 @@ def write_report(study_dir: Path, storage: Optional[str] = None) -> Path:
         lines += [markdown_table(["trial", "score", "mean", "worst seed", *names, "each seed's return"], rows), ""]
     weights = importances(optuna_study)
     if weights:
-        lines += ["## Parameter importances (fANOVA)", ""]
+        lines += ["## Parameter importances (Optuna's default evaluator, PED-ANOVA)", ""]
         lines += [markdown_table(["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in weights.items()]), ""]
     for name in plot_study(optuna_study, study_dir):
         lines += [f"![{name}]({name})", ""]
