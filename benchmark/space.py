@@ -51,6 +51,7 @@ class Space:
     run_defaults: dict[str, Any]
     program: Optional[str]
     path: Path
+    script_defaults: dict[str, Any]  # every option's default in the script
 
 
 @dataclass
@@ -212,7 +213,8 @@ def load_space(path: Path, options: ScriptOptions) -> Space:
         distributions[name] = distribution
     if not distributions:
         raise SpaceError(f"{path}: no parameter is searched (every one has a single value)")
-    return Space(distributions, fixed, run_defaults, config.get("program"), path)
+    script_defaults = {name: field.default for name, field in options.fields.items()}
+    return Space(distributions, fixed, run_defaults, config.get("program"), path, script_defaults)
 
 
 def to_cli(params: dict[str, Any]) -> list[str]:

@@ -23,19 +23,8 @@ from typing import Sequence
 from benchmark.atomic import write_text_atomic
 from benchmark.manifest import batched_script
 from benchmark.sweep import positive_int
+from benchmark.throughput import REPO, parent_script
 from benchmark.tables import markdown_table, write_csv
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def parent_script(env_id: str) -> str:
-    """ppo_continuous.py for Box actions, ppo_discrete.py for Discrete ones."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    continuous = isinstance(env.action_space, gym.spaces.Box)
-    env.close()
-    return "ppo_continuous.py" if continuous else "ppo_discrete.py"
 
 
 def timed(commands: Sequence[list[str]], out_dir: Path) -> float:

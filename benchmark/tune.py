@@ -46,10 +46,10 @@ import yaml
 from optuna.trial import TrialState
 
 from benchmark.atomic import read_json, write_json_atomic
-from benchmark.events import load_scalars
+from benchmark.events import Series, load_scalars
 from benchmark.manifest import batched_script
 from benchmark.space import Space, SpaceError, load_script_options, load_space, to_cli
-from benchmark.sweep import positive_int, split_extra
+from benchmark.sweep import non_negative_int, positive_int, split_extra
 
 RETURN_TAG = "charts/episodic_return"
 PROGRESS_TAG = "charts/learning_rate"  # logged once per iteration at the iteration's last step: how far a run is
@@ -69,29 +69,28 @@ class TuneError(Exception):
 
 
 def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: the mean of the middle 50% (scipy's trim_mean at 25%, as rliable's aggregate_iqm)."""
-    from scipy.stats import trim_mean
+    """Interquartile mean: the mean of the middle 50%, rliable's aggregate_iqm (as benchmark.aggregate's tables)."""
+    from rliable import metrics
 
-    return float(trim_mean(np.asarray(values, dtype=np.float64), proportiontocut=0.25))
+    return float(metrics.aggregate_iqm(np.asarray(values, dtype=np.float64)))
 
 
-def seed_return(run_dir: Path, up_to_step: Optional[int] = None) -> Optional[float]:
-    """Mean return of a run's last 100 episodes that ended by `up_to_step` (None: no episode ended by then)."""
+def read_run(run_dir: Path) -> tuple[int, Optional[Series]]:
+    """A run's events, read once: the last step they hold (0 before its first iteration reached the disk) and its
+    episodic returns (None before the first episode ended)."""
     if not run_dir.is_dir():
+        return 0, None
+    scalars = load_scalars(run_dir, [PROGRESS_TAG, RETURN_TAG])
+    progress = scalars.get(PROGRESS_TAG)
+    return (int(progress.steps.max()) if progress is not None and len(progress) else 0), scalars.get(RETURN_TAG)
+
+
+def mean_return(returns: Optional[Series], up_to_step: Optional[int] = None) -> Optional[float]:
+    """Mean return of the last 100 episodes that ended by `up_to_step` (None: no episode ended by then)."""
+    if returns is None:
         return None
-    series = load_scalars(run_dir, [RETURN_TAG]).get(RETURN_TAG)
-    if series is None:
-        return None
-    values = series.values if up_to_step is None else series.values[series.steps <= up_to_step]
+    values = returns.values if up_to_step is None else returns.values[returns.steps <= up_to_step]
     return float(np.mean(values[-LAST_EPISODES:])) if len(values) else None
-
-
-def run_progress(run_dir: Path) -> int:
-    """The last step a run's event files hold (0 before its first iteration reached the disk)."""
-    if not run_dir.is_dir():
-        return 0
-    series = load_scalars(run_dir, [PROGRESS_TAG]).get(PROGRESS_TAG)
-    return int(series.steps.max()) if series is not None and len(series) else 0
 
 
 def group_score(per_env: dict[str, list[float]], score_ranges: dict[str, tuple[float, float]]) -> float:
@@ -258,7 +257,7 @@ class Worker:
         tuner, study = self.tuner, self.tuner.study
         trial_dir = tuner.study_dir / "trials" / f"{trial.number:05d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
-        jobs = trial_jobs(study, trial_dir, trial.params, tuner.defaults, tuner.report_every, tuner.track)
+        jobs = trial_jobs(study, trial_dir, trial.params, tuner.space.script_defaults, tuner.report_every, tuner.track)
         trial.set_user_attr("commands", [shlex.join(job.argv[1:]) for job in jobs])
         trial.set_user_attr("trial_dir", str(trial_dir))
         # one thread per run; with --track, W&B groups a trial's runs under the trial's name
@@ -277,7 +276,7 @@ class Worker:
             tuner.heartbeat(trial)
             if tuner.stopping.is_set() or pruned:
                 continue
-            reported = self.report(trial, jobs, fractions, reported)
+            reported = self.report(trial, jobs, read_runs(jobs), fractions, reported)
             if reported and tuner.pruner_name != "none" and trial.should_prune():
                 pruned = True
                 trial.set_user_attr("pruned_at", fractions[reported - 1])
@@ -295,34 +294,40 @@ class Worker:
             return tuner.finish(
                 trial, TrialState.FAIL, reason=last_line(failed[0].log) or f"exit code {failed[0].process.returncode}"
             )
-        self.report(trial, jobs, fractions, reported)  # the fractions the events reached only at the end
-        per_env = self.returns(jobs, None)
+        runs = read_runs(jobs)
+        self.report(trial, jobs, runs, fractions, reported)  # the fractions the events reached only at the end
+        per_env = returns_by_env(jobs, runs, None)
         if per_env is None:
             return tuner.finish(trial, TrialState.FAIL, reason="a seed finished no episode")
         tuner.finish(trial, TrialState.COMPLETE, per_env=per_env)
 
-    def returns(self, jobs: list[Job], up_to_step: Optional[int]) -> Optional[dict[str, list[float]]]:
-        per_env: dict[str, list[float]] = {}
-        for job in jobs:
-            for run_dir in job.run_dirs:
-                value = seed_return(run_dir, up_to_step)
-                if value is None:
-                    return None
-                per_env.setdefault(job.env_id, []).append(value)
-        return per_env
-
-    def report(self, trial: optuna.Trial, jobs: list[Job], fractions: list[float], reported: int) -> int:
+    def report(self, trial: optuna.Trial, jobs: list[Job], runs: dict, fractions: list[float], reported: int) -> int:
         """Report the group score at each budget fraction every run has passed; returns how many are reported."""
+        progress = min(step for step, _ in runs.values())
         while reported < len(fractions):
             step = int(fractions[reported] * min(job.budget for job in jobs))
-            if min(run_progress(run_dir) for job in jobs for run_dir in job.run_dirs) < step:
-                break
-            per_env = self.returns(jobs, step)
-            if per_env is None:  # a seed without a finished episode yet: nothing to compare
+            per_env = returns_by_env(jobs, runs, step) if progress >= step else None
+            if per_env is None:  # not there yet, or a seed without a finished episode: nothing to compare
                 break
             trial.report(group_score(per_env, self.tuner.score_ranges), reported + 1)
             reported += 1
         return reported
+
+
+def read_runs(jobs: list[Job]) -> dict[Path, tuple[int, Optional[Series]]]:
+    return {run_dir: read_run(run_dir) for job in jobs for run_dir in job.run_dirs}
+
+
+def returns_by_env(jobs: list[Job], runs: dict, up_to_step: Optional[int]) -> Optional[dict[str, list[float]]]:
+    """{env id: each seed's mean return up to `up_to_step`}, or None while a seed has no finished episode."""
+    per_env: dict[str, list[float]] = {}
+    for job in jobs:
+        for run_dir in job.run_dirs:
+            value = mean_return(runs[run_dir][1], up_to_step)
+            if value is None:
+                return None
+            per_env.setdefault(job.env_id, []).append(value)
+    return per_env
 
 
 class Tuner:
@@ -342,8 +347,6 @@ class Tuner:
         self.failures_in_a_row = 0
         self.workers = workers
         self.track = args.wandb_project_name if args.track else None
-        options = load_script_options(Path(study.trial_script))
-        self.defaults = {name: spec.default for name, spec in options.fields.items()}
 
     def report_fractions(self) -> list[float]:
         count = max(1, round(1 / self.report_every))
@@ -473,7 +476,9 @@ def search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///STUDY_DIR/study.db) or journal:PATH")
     parser.add_argument("--study-name", help="default: the study directory's name")
     parser.add_argument("--pruner", choices=("median", "halving", "none"), default="median")
-    parser.add_argument("--startup-trials", type=int, default=5, help="median pruner: trials before any is pruned")
+    parser.add_argument(
+        "--startup-trials", type=non_negative_int, default=5, help="median pruner: trials before any is pruned"
+    )
     parser.add_argument(
         "--report-every", type=float, default=0.1, help="report the score at this fraction of the budget"
     )
@@ -574,9 +579,9 @@ def enqueue_first(optuna_study: optuna.Study, space: Space, args) -> None:
     if optuna_study.user_attrs.get("enqueued"):
         return
     configurations = [json.loads(text) for text in args.enqueue]
-    if args.enqueue_defaults:
-        options = load_script_options(Path(args.script))
-        configurations.insert(0, {name: options.fields[name].default for name in space.distributions})
+    if args.enqueue_defaults:  # a `no_FLAG` parameter's default is false: the flag keeps its default
+        defaults = {name: space.script_defaults.get(name, False) for name in space.distributions}
+        configurations.insert(0, defaults)
     for params in configurations:
         optuna_study.enqueue_trial(params, skip_if_exists=True)
     optuna_study.set_user_attr("enqueued", True)

@@ -466,3 +466,26 @@ def test_a_tuned_recipe_searches_validates_and_is_in_readme(path):
     parsed = parse_script_args(args.script, command.split()[2:])
     assert parsed.env_id == args.env_ids[0]
     assert command in (REPO / "README.md").read_text()  # the tuned command line, as validated, in README
+
+
+def test_enqueue_defaults_queues_the_scripts_defaults_once():
+    """--enqueue-defaults: the first trial is the script's defaults (a `no_FLAG` parameter false: the flag as it is)."""
+    import argparse
+
+    path = REPO / "benchmark" / "wandb" / "tune_ppo_discrete_seeds.yaml"
+    space = space_module.load_space(path, space_module.load_script_options(REPO / "ppo_discrete_seeds.py"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    args = argparse.Namespace(enqueue=['{"learning_rate": 0.001}'], enqueue_defaults=True)
+    tune.enqueue_first(study, space, args)
+    tune.enqueue_first(study, space, args)  # a study that continues: nothing queued again
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
+    first, second = study.ask(space.distributions), study.ask(space.distributions)  # as the tuner asks for them
+    assert first.params["learning_rate"] == 2.5e-4 and first.params["num_envs"] == 4 and first.params["gamma"] == 0.99
+    assert first.params["no_anneal_lr"] is False and second.params["learning_rate"] == 0.001  # the rest sampled
+    from tests.benchmark_fixtures import parse_script_args
+
+    # as command-line arguments, the defaults configuration is the script run without any
+    assert parse_script_args("ppo_discrete_seeds.py", space_module.to_cli(first.params)) == parse_script_args(
+        "ppo_discrete_seeds.py", []
+    )
