@@ -12,11 +12,11 @@ actions clipped to the bounds on their way to the env, observation normalization
     python ppo_continuous.py --resume runs/<run>        # continues exactly where the checkpoint left off
 """
 
-import dataclasses
 import importlib
 import json
 import math
 import os
+import pathlib
 import random
 import shutil
 import signal
@@ -25,7 +25,8 @@ import time
 import zipfile
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from datetime import timedelta
+from typing import Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -141,7 +142,7 @@ def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str):
         else:
             env = gym.make(env_id)
         env = gym.wrappers.RecordEpisodeStatistics(env)
-        return ResumableEnv(env, idx)  # outermost: checkpoints read and restore the env through it
+        return ResumableEnv(env)  # outermost: checkpoints read and restore the env through it
 
     return thunk
 
@@ -374,8 +375,8 @@ def update_statistics(minibatch_stats: list, minibatch_logratios: list, clip_coe
     return stat_means
 
 
-def main(args: Args, typed: frozenset = frozenset()) -> None:
-    args, checkpoint = resolve_args(args, typed)  # checked; on --resume: the checkpoint's options, but those typed
+def main(args: Args, argv: Sequence[str] = ()) -> None:
+    args, checkpoint, run_dir = resolve_args(args, argv)  # on --resume: the checkpoint's options, but those typed
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint is not None:
@@ -383,7 +384,6 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     batch_size = args.num_envs * args.num_steps  # N * T transitions per iteration
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // batch_size
-    run_dir = run_directory(args, checkpoint)  # {output_dir}/{run_name}, made by start_tracking
 
     # --- Seeding ---
     seed_everything(args.seed, args.torch_deterministic)  # python, numpy and torch; cuDNN deterministic
@@ -426,18 +426,17 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     start_time = time.time()
     if checkpoint is not None:
         training = checkpoint["training"]
-        next_obs = restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs)
+        next_obs = resume_run(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs, num_iterations)
         start_iteration, global_step = training["iteration"], training["global_step"]
         kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
         recent_returns.extend(training["recent_returns"])
         start_time -= training["elapsed"]
-        print_resumed(run_dir, start_iteration, num_iterations, global_step)
 
     # --- Tracking: TensorBoard always, W&B on request ---
     writer, wandb_id = start_tracking(args, run_dir, checkpoint)
-    progress = Progress(args.progress_interval, num_iterations, batch_size, start_time)
 
-    with StopOnSignal(run_dir, writer, envs, checkpoint) as stop:  # SIGINT/SIGTERM: stop after this iteration
+    # SIGINT or SIGTERM: stop after this iteration, with a checkpoint (a second one: at once)
+    with TrainingLoop(args, run_dir, writer, envs, checkpoint, num_iterations, start_time) as loop:
         for iteration in range(start_iteration + 1, num_iterations + 1):
             if args.anneal_lr:  # linear learning-rate annealing from learning_rate to 0
                 optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
@@ -541,7 +540,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
 
             # Diagnostics: means over every minibatch of the update, not the last minibatch's values
             stat_means = update_statistics(minibatch_stats, minibatch_logratios, clip_coef)
-            stop_if_not_finite(stat_means, iteration, global_step, stop)  # before a NaN reaches a checkpoint
+            loop.check_finite(stat_means, iteration, global_step)  # before a NaN reaches a checkpoint
 
             # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
             # update: the mean of its minibatches' KLs, each taken before that minibatch's step (the paper's: after)
@@ -559,34 +558,29 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
             writer.add_scalar("losses/explained_variance", explained_variance(b_values, b_returns), global_step)
             writer.add_scalar("charts/update_epochs_done", len(minibatch_stats) / args.num_minibatches, global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-            progress.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
+            loop.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
 
             # ---------------- Checkpoint: every checkpoint_every iterations, at the end, on a signal ----------------
-            if stop.requested or checkpoint_due(args.checkpoint_every, iteration, num_iterations):
-                save_checkpoint(run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop,
+            if loop.checkpoint_due(iteration):
+                loop.save_checkpoint(agent, optimizer, normalizers, minibatch_rng,
                     iteration=iteration, global_step=global_step, elapsed=time.time() - start_time, next_obs=next_obs,
                     recent_returns=recent_returns, kl_beta=kl_beta, clip_coef=clip_coef, wandb_id=wandb_id)  # fmt: skip
-            stop.exit_if_requested(iteration, num_iterations, global_step)
+            loop.exit_if_requested(iteration, global_step)
 
     # --- Finish: summary line, saved model and its evaluation ---
-    print_summary(global_step, start_time, recent_returns, run_dir)
-    if args.save_model:
-        save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writer, device)
-    close_tracking(writer, args.track)
+    loop.finish(global_step, recent_returns, agent, normalizers, device)  # then TensorBoard and W&B close
 
 
 # =====================================================================================================================
-# Everything below runs the job, not PPO: argument and env checks, run directory and tracking, checkpoints and resume,
-# env and RNG state, signals, evaluation, the progress line and a speed helper. main() calls each in one line.
+# Everything below runs the job, not PPO: checks, tracking, signals, checkpoints and resume, evaluation, the console
 # =====================================================================================================================
 
 
 CHECKPOINT_FORMAT = 2  # the layout of checkpoint.pt and model.pt that this script reads and writes
 # Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
-RESUME_MAY_CHANGE = (
-    "total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video",
-    "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic",
-)  # fmt: skip
+RESUME_MAY_CHANGE = ("total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity",
+                     "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes",
+                     "eval_deterministic")  # fmt: skip
 
 
 class UsageError(Exception):
@@ -599,25 +593,24 @@ class RunError(Exception):
 
 def check_args(args: Args) -> None:
     """Reject bad arguments before any env is built; options that are off (None) or not this script's pass."""
+    if args.resume is not None and args.eval_checkpoint is not None:
+        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
                 "eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "target_kl", "obs_clip",
                 "reward_clip")  # fmt: skip
     non_negative = ("ent_coef", "vf_coef", "kl_beta", "progress_interval", "checkpoint_every")
-    for option in dataclasses.fields(args):
-        name, value, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
+    for name, value in asdict(args).items():
+        flag = "--" + name.replace("_", "-")
         if isinstance(value, float) and not math.isfinite(value):  # no NaN or infinity reaches a loss or a timer
             raise UsageError(f"{flag} must be a finite number, got {value}")
         if (name in positive and value is not None and value <= 0) or (name in non_negative and value < 0):
             raise UsageError(f"{flag} must be {'positive' if name in positive else 'non-negative'}, got {value}")
         if name in ("gamma", "gae_lambda", "repeat_action_probability") and value is not None and not 0 <= value <= 1:
             raise UsageError(f"{flag} must be in [0, 1], got {value}")
-        if name in ("exp_name", "run_name") and value is not None:
-            if value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value):
-                raise UsageError(f"{flag} {value!r} must be a name, not a path")
+        if name in ("exp_name", "run_name") and value is not None and (value in ("", ".", "..") or "/" in value):
+            raise UsageError(f"{flag} {value!r} must be a name, not a path")  # "/": os.sep, or os.altsep on Windows
     if not 0 <= args.seed <= 2**31 - 1:  # numpy takes seeds below 2**32, and env i gets seed + i
         raise UsageError(f"--seed must be in [0, 2**31 - 1], got {args.seed}")
-    if args.resume is not None and args.eval_checkpoint is not None:
-        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     if args.adaptive_clip and args.policy_objective != "clip":
         objective = args.policy_objective
         raise UsageError(f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {objective}")
@@ -631,61 +624,59 @@ def check_args(args: Args) -> None:
 
 def check_env(env_id: str) -> None:
     """Reject an unknown env id, or one this script cannot run, naming the script that can."""
-    module, _, name = env_id.rpartition(":")
     try:
-        if module:  # "module:EnvName-v0" imports a module that registers the env, as gym.make does
-            importlib.import_module(module)
-        spec = gym.spec(name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module!r} for env id {env_id!r}: {error}") from None
-    except gym.error.Error:
+        env = gym.make(env_id)  # "module:EnvName-v0" imports a module that registers the env first
+    except gym.error.UnregisteredEnv:
         if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
             raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py") from None
         raise UsageError(f"unknown env id {env_id!r}") from None
-    if spec.entry_point is not None and "ale_py" in str(spec.entry_point):
-        raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py")
-    try:
-        env = gym.make(env_id)
+    except ImportError as error:
+        raise UsageError(f"cannot import the module of env id {env_id!r}: {describe(error)}") from None
     except Exception as error:  # a missing optional dependency, such as box2d or mujoco
         raise UsageError(f"cannot make {env_id}: {describe(error)}") from None
-    action_space, observation_space = env.action_space, env.observation_space
+    entry_point, action_space, observation_space = str(env.spec.entry_point), env.action_space, env.observation_space
     env.close()
+    if "ale_py" in entry_point:
+        raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py")
     if isinstance(action_space, gym.spaces.Discrete):
         raise UsageError(f"{env_id} has discrete actions ({action_space}): use ppo_discrete.py")
     if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
-        raise UsageError(
-            f"{env_id} has a {type(action_space).__name__} action space {action_space}; this script needs a flat Box"
-        )
+        raise UsageError(f"{env_id} has a {type(action_space).__name__} action space; this script needs a flat Box")
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UsageError(f"{env_id} observations are {observation_space}, not a flat Box: use ppo_atari.py for pixels")
 
 
-def resolve_args(args: Args, typed: frozenset) -> tuple:
-    """The options of this run, checked, and the checkpoint to resume (None for a new run). --track needs W&B
-    credentials or a mode that does without them: asked here, not by wandb.init once the run directory exists."""
+def resolve_args(args: Args, argv: Sequence[str]) -> tuple:
+    """This run's options, checked, the checkpoint to resume (or None) and the run directory; --track: W&B's login."""
     check_args(args)
     checkpoint = None
-    if args.resume is not None:
+    if args.resume is not None:  # the checkpoint's options, but those typed in argv, checked again
         checkpoint = load_checkpoint(args.resume)
-        args = resume_args(args, checkpoint["args"], typed)
+        args = resume_args(args, checkpoint["args"], argv)
         check_args(args)
-    if args.eval_checkpoint is None:
-        check_env(args.env_id)
+    if args.eval_checkpoint is not None:
+        return args, None, None
+    check_env(args.env_id)
     wandb_mode = os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
-    if args.track and args.eval_checkpoint is None and not (wandb_mode or os.environ.get("WANDB_API_KEY")):
-        import wandb
-
-        if not wandb.login(prompt=False, verify=False):
+    if args.track and not (wandb_mode or os.environ.get("WANDB_API_KEY")):
+        if not importlib.import_module("wandb").login(prompt=False, verify=False):
             raise UsageError("--track needs a W&B login: run `wandb login`, or set WANDB_MODE=offline to log locally")
-    return args, checkpoint
+    if checkpoint is not None:  # a resumed run goes on in its own directory, wherever that has moved
+        return args, checkpoint, os.path.dirname(checkpoint["path"])
+    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join(args.output_dir, run_name)
+    if os.path.exists(run_dir):
+        raise UsageError(f"{run_dir} already exists; pick another --run-name, or --resume it (nothing was overwritten)")
+    return args, checkpoint, run_dir
 
 
-def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
-    """The options of a resumed run: the checkpoint's, but those typed that may change (typed at its default value
-    too: what was typed decides); one typed that may not change and contradicts the checkpoint is an error."""
+def resume_args(args: Args, saved: dict, argv: Sequence[str]) -> Args:
+    """A resumed run's options: the checkpoint's, but those typed in `argv` that may change (typed at any value)."""
+    typed = {token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
+    typed |= {name[3:] for name in typed if name.startswith("no_")}  # --no-track types track
     merged = {}
-    for option in dataclasses.fields(Args):
-        name, given, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
+    for name, given in asdict(args).items():
+        flag = "--" + name.replace("_", "-")
         if name in ("resume", "eval_checkpoint"):
             continue
         if name not in saved and name not in RESUME_MAY_CHANGE:  # written before this option existed
@@ -701,185 +692,148 @@ def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
     return Args(**merged, resume=args.resume)
 
 
-def typed_options(argv: list) -> frozenset:
-    """The names of the options typed in `argv` (`--no-track` names track), whatever their values."""
-    names = {token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
-    fields = {option.name for option in dataclasses.fields(Args)}
-    return frozenset(name[3:] if name.startswith("no_") and name[3:] in fields else name for name in names)
-
-
-def run_directory(args: Args, checkpoint: Optional[dict]) -> str:
-    """Where the run writes: a resumed run goes on in its own directory, wherever that has moved; a new one gets
-    {output_dir}/{run_name}, which must not exist yet (start_tracking makes it)."""
-    if checkpoint is not None:
-        return os.path.dirname(checkpoint["path"])
-    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join(args.output_dir, run_name)
-    if os.path.exists(run_dir):
-        raise UsageError(f"{run_dir} already exists; pick another --run-name, or --resume it (nothing was overwritten)")
-    return run_dir
-
-
 def start_tracking(args: Args, run_dir: str, checkpoint: Optional[dict]) -> tuple:
-    """Make the run directory (a new run; removed again if this fails), open its TensorBoard writer and W&B with
-    --track; returns the writer and the W&B run id."""
+    """Make a new run's directory (removed again if this fails); returns its TensorBoard writer and W&B id (--track)."""
     new_run = checkpoint is None
-    if new_run:
-        try:
-            os.makedirs(run_dir)
-        except OSError as error:
-            raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
     try:
-        wandb_id = checkpoint["training"]["wandb_id"] if checkpoint is not None else None
+        os.makedirs(run_dir, exist_ok=not new_run)  # a resumed run's is there
+    except OSError as error:
+        raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
+    try:
+        wandb_id = None if new_run else checkpoint["training"]["wandb_id"]
         if args.track:
-            import wandb
-
-            wandb_id = wandb.init(
+            wandb_id = importlib.import_module("wandb").init(
                 project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=asdict(args),
                 name=os.path.basename(run_dir), dir=run_dir, save_code=True, id=wandb_id, resume="allow",
             ).id  # fmt: skip
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: TensorBoard drops what an earlier process logged after the checkpoint: no step is logged twice
-        writer = SummaryWriter(run_dir, purge_step=checkpoint["training"]["global_step"] + 1 if not new_run else None)
+        writer = SummaryWriter(run_dir, purge_step=None if new_run else checkpoint["training"]["global_step"] + 1)
         if new_run:
             table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
             writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
     except BaseException as error:
         if new_run:
             shutil.rmtree(run_dir, ignore_errors=True)
-        if isinstance(error, Exception) and not isinstance(error, (UsageError, RunError)):
+        if isinstance(error, Exception):
             raise RunError(f"cannot start tracking: {describe(error)}") from error
         raise
     return writer, wandb_id
 
 
-def close_tracking(writer, track: bool) -> None:
-    writer.close()
-    if track:
-        sys.modules["wandb"].finish()
+class TrainingLoop:
+    """The training loop's context: console lines, checkpoints, signals; however it ends, envs and handlers close."""
 
+    def __init__(self, args: Args, run_dir: str, writer, envs, checkpoint, num_iterations: int, start_time: float):
+        self.args, self.run_dir, self.writer, self.envs, self.signum = args, run_dir, writer, envs, None
+        self.num_iterations, self.start_time, self.last_line = num_iterations, start_time, time.time()
+        self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None  # resumable
 
-class StopOnSignal:
-    """The training loop's context: SIGINT or SIGTERM stops the run after this iteration, with a checkpoint; a second
-    one at once. However the loop ends, the events reach the disk, the envs close and the handlers go back."""
-
-    def __init__(self, run_dir: str, writer, envs: gym.vector.VectorEnv, checkpoint: Optional[dict]):
-        self.run_dir, self.writer, self.envs = run_dir, writer, envs
-        # the iteration of the checkpoint written last, if any: what an interrupted or failed run can resume from
-        self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None
-        self.signum, self.previous_handlers = None, {}
-        self.resume_command = f"python {SCRIPT}.py --resume {run_dir}"
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
+    def __enter__(self) -> "TrainingLoop":
+        self.previous_handlers = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
 
     def handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.signum is not None:
             raise KeyboardInterrupt
         self.signum, name = signum, signal.Signals(signum).name
         message = f"{name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n"
         os.write(2, (message + status_line("stop_requested", signal=name) + "\n").encode())  # not print: a handler
 
-    def __enter__(self) -> "StopOnSignal":
-        self.previous_handlers = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
+    def check_finite(self, stat_means: dict, iteration: int, global_step: int) -> None:
+        for name, mean in stat_means.items():
+            if not math.isfinite(mean):
+                kept = f"the last checkpoint, {self.run_dir}/checkpoint.pt (iteration {self.last_checkpoint}), is kept"
+                kept = kept if self.last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
+                raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
 
-    def exit_if_requested(self, iteration: int, num_iterations: int, global_step: int) -> None:
-        if self.requested:
-            name, path = signal.Signals(self.signum).name, os.path.join(self.run_dir, "checkpoint.pt")
-            print(f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), "
-                  f"checkpoint {path}; resume with: {self.resume_command}", file=sys.stderr)  # fmt: skip
-            stopped = dict(signal=name, iteration=iteration, num_iterations=num_iterations, global_step=global_step)
-            print(status_line("stopped", **stopped), file=sys.stderr, flush=True)
+    def report(self, iteration: int, global_step: int, recent_returns: deque) -> None:
+        now, total = time.time(), self.num_iterations * self.args.num_envs * self.args.num_steps
+        if now - self.last_line < self.args.progress_interval and iteration != self.num_iterations:
+            return
+        self.last_line, sps = now, int(global_step / (now - self.start_time))
+        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        eta = (total - global_step) / max(sps, 1)
+        elapsed, left = (timedelta(seconds=int(seconds)) for seconds in (now - self.start_time, eta))
+        print(f"step {global_step:>9,}/{total:,} ({100 * global_step / total:3.0f}%) | SPS {sps:>6,} | return (last "
+              f"{len(recent_returns)}) {recent} | elapsed {elapsed} | left {left}", flush=True)  # fmt: skip
+
+    def checkpoint_due(self, iteration: int) -> bool:
+        every = self.args.checkpoint_every
+        return self.signum is not None or every > 0 and (iteration % every == 0 or iteration == self.num_iterations)
+
+    def save_checkpoint(self, agent, optimizer, normalizers: dict, minibatch_rng, **training) -> None:
+        """Write checkpoint.pt in the run directory: the model, options, statistics and all the loop needs to go on."""
+        self.writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
+        numpy_rng = np.random.get_state()  # (kind, keys, position, has_gauss, cached_gaussian): keys as a list
+        training["rng"] = {
+            "python": random.getstate(), "numpy": (numpy_rng[0], numpy_rng[1].tolist(), *numpy_rng[2:]),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "minibatch": minibatch_rng.bit_generator.state,
+        }  # fmt: skip
+        training.update(recent_returns=list(training["recent_returns"]), optimizer=optimizer.state_dict())
+        training["envs"] = env_state(self.envs)
+        extra = {"global_step": training["global_step"], "training": training}
+        write_atomically(os.path.join(self.run_dir, "checkpoint.pt"), agent, self.args, normalizers, extra)
+        self.last_checkpoint = training["iteration"]
+
+    def exit_if_requested(self, iteration: int, global_step: int) -> None:
+        if self.signum is not None:
+            name, resume = signal.Signals(self.signum).name, f"python {SCRIPT}.py --resume {self.run_dir}"
+            print(f"stopped by {name} after iteration {iteration}/{self.num_iterations} (step {global_step:,}), "
+                  f"checkpoint {self.run_dir}/checkpoint.pt; resume with: {resume}", file=sys.stderr)  # fmt: skip
+            stopped = dict(iteration=iteration, num_iterations=self.num_iterations, global_step=global_step)
+            print(status_line("stopped", signal=name, **stopped), file=sys.stderr, flush=True)
             raise SystemExit(128 + self.signum)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        try:
-            if exc_type is KeyboardInterrupt:
-                resume = f"; resume from iteration {self.last_checkpoint} with: {self.resume_command}"
-                print(f"interrupted; TensorBoard events so far are in {self.run_dir}"
-                      + (resume if self.last_checkpoint else ""), file=sys.stderr)  # fmt: skip
-            if exc_type is not None:
-                self.writer.close()
-        finally:
-            self.envs.close()
-            for signum, handler in self.previous_handlers.items():
-                signal.signal(signum, handler)
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)
+        self.envs.close()
+        if exc_type is KeyboardInterrupt:
+            resume = f"; resume from iteration {self.last_checkpoint} with: python {SCRIPT}.py --resume {self.run_dir}"
+            print(f"interrupted; TensorBoard events so far are in {self.run_dir}"
+                  + (resume if self.last_checkpoint else ""), file=sys.stderr)  # fmt: skip
+        if exc_type is not None:
+            self.writer.close()
 
-
-def stop_if_not_finite(stat_means: dict, iteration: int, global_step: int, stop: StopOnSignal) -> None:
-    """A NaN or infinite loss or gradient norm ends the run before it reaches the envs or a checkpoint."""
-    for name, mean in stat_means.items():
-        if not math.isfinite(mean):
-            path = os.path.join(stop.run_dir, "checkpoint.pt")
-            kept = f"the last checkpoint, {path} (iteration {stop.last_checkpoint}), is kept"
-            kept = kept if stop.last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
-            raise RunError(f"iteration {iteration} (step {global_step:,}): {name} is {mean}; stopped, {kept}")
-
-
-def checkpoint_due(checkpoint_every: int, iteration: int, num_iterations: int) -> bool:
-    """Whether --checkpoint-every asks for a checkpoint after this iteration: every checkpoint_every, and the last."""
-    return checkpoint_every > 0 and (iteration % checkpoint_every == 0 or iteration == num_iterations)
-
-
-def save_checkpoint(run_dir, args, agent, optimizer, normalizers, envs, minibatch_rng, writer, stop, **training):
-    """Write {run_dir}/checkpoint.pt: the model, options and statistics, and all the loop needs to go on exactly
-    (`training`: iteration, step, time, next observation, returns, beta, epsilon, W&B id; Adam, RNG and env states)."""
-    writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
-    training["recent_returns"] = list(training["recent_returns"])
-    training.update(optimizer=optimizer.state_dict(), rng=rng_state(minibatch_rng), envs=env_state(envs))
-    extra = {"global_step": training["global_step"], "training": training}
-    write_atomically(os.path.join(run_dir, "checkpoint.pt"), agent, args, normalizers, extra)
-    stop.last_checkpoint = training["iteration"]
-
-
-def save_and_evaluate_model(run_dir, agent, args, normalizers, global_step, writer, device) -> None:
-    """Write {run_dir}/model.pt, load it back as --eval-checkpoint would, log its returns as eval/episodic_return."""
-    model_path = os.path.join(run_dir, "model.pt")
-    write_atomically(model_path, agent, args, normalizers, {"global_step": global_step})
-    returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, args.seed + 10**6, device)
-    for episode_index, episodic_return in enumerate(returns):
-        writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
-    print(f"saved {model_path}; evaluation: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
-          f"over {len(returns)} episodes")  # fmt: skip
+    def finish(self, global_step: int, recent_returns: deque, agent, normalizers: dict, device) -> None:
+        """The summary line; with --save-model, model.pt and its evaluation (eval/episodic_return); then closing."""
+        elapsed, args = time.time() - self.start_time, self.args
+        recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
+        print(f"done: {global_step:,} steps in {timedelta(seconds=int(elapsed))} ({int(global_step / elapsed):,} SPS) "
+              f"| return over the last {len(recent_returns)} episodes {recent} | run {self.run_dir}")  # fmt: skip
+        print(status_line("done", global_step=global_step, seconds=elapsed, steps_per_second=global_step / elapsed))
+        if args.save_model:
+            model_path = os.path.join(self.run_dir, "model.pt")
+            write_atomically(model_path, agent, args, normalizers, {"global_step": global_step})
+            model = load_checkpoint(model_path, "model.pt")  # read back as --eval-checkpoint reads it
+            returns = evaluate(model, args.eval_episodes, args.eval_deterministic, args.seed + 10**6, device)
+            for episode_index, episodic_return in enumerate(returns):
+                self.writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
+            print(f"saved {model_path}; evaluation: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+                  f"over {len(returns)} episodes")  # fmt: skip
+        self.writer.close()
+        if args.track:
+            sys.modules["wandb"].finish()
 
 
 def write_atomically(path: str, agent: nn.Module, args: Args, normalizers: dict, extra: dict) -> None:
     """Write the model, options, statistics and `extra` atomically (a temporary file, renamed): never half a file."""
-    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args)}
-    payload["model"] = agent.state_dict()
+    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "env_id": args.env_id, "args": asdict(args), **extra}
     payload.update({name: None if stats is None else stats.state_dict() for name, stats in normalizers.items()})
-    payload.update(extra)
+    payload["model"] = agent.state_dict()
     try:
         torch.save(payload, f"{path}.tmp")
         os.replace(f"{path}.tmp", path)
     except OSError as error:
-        if os.path.exists(f"{path}.tmp"):
-            os.remove(f"{path}.tmp")
+        pathlib.Path(f"{path}.tmp").unlink(missing_ok=True)
         raise RunError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def load_model(path: str) -> dict:
-    """A saved model (model.pt, or a run directory holding one), checked to be one of this script's."""
-    return read_payload(path, "model.pt")
-
-
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint to resume (checkpoint.pt, or a run directory holding one) with the training state we keep."""
-    checkpoint = read_payload(path, "checkpoint.pt")
-    if "training" not in checkpoint:
-        raise UsageError(f"{checkpoint['path']} holds a trained model but no training state; resume a checkpoint.pt")
-    adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
-    if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
-        raise UsageError(f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script "
-                         "keeps it for 1 (flat); resume it with the version that wrote it")  # fmt: skip
-    return checkpoint
-
-
-def read_payload(path: str, file_name: str) -> dict:
-    """A saved model or checkpoint (a directory: its `file_name`), loaded safely and checked to be one of ours."""
+def load_checkpoint(path: str, file_name: str = "checkpoint.pt") -> dict:
+    """A checkpoint.pt to resume or a model.pt (a directory: its `file_name`), loaded safely, checked to be ours."""
     path = os.path.join(path, file_name) if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise UsageError(f"no checkpoint at {path}")
@@ -897,39 +851,45 @@ def read_payload(path: str, file_name: str) -> dict:
         raise UsageError(f"{path} was written by {payload['script']}.py, not {SCRIPT}.py")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise UsageError(f"{path} has checkpoint format {payload['format']}, this script reads {CHECKPOINT_FORMAT}")
+    if file_name == "checkpoint.pt" and "training" not in payload:
+        raise UsageError(f"{path} holds a trained model but no training state; resume a checkpoint.pt")
     return payload | {"path": path}
 
 
-def restore_training(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs):
-    """Put back what save_checkpoint() wrote; returns the observation the run goes on from."""
-    training = checkpoint["training"]
+def resume_run(checkpoint, agent, optimizer, normalizers, envs, minibatch_rng, next_obs, num_iterations: int):
+    """Put back what TrainingLoop.save_checkpoint wrote and say so; returns the observation the run goes on from."""
+    training, rng = checkpoint["training"], checkpoint["training"]["rng"]
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
     for name, stats in normalizers.items():
         if stats is not None:
             stats.load_state_dict(checkpoint[name])
     if training["envs"] is not None:
-        restore_env_state(envs, training["envs"])
+        env_state(envs, training["envs"])
         next_obs = training["next_obs"].to(next_obs.device)
     else:
         print(f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
               "the resumed run starts new episodes", file=sys.stderr)  # fmt: skip
-    restore_rng_state(training["rng"], minibatch_rng)
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    minibatch_rng.bit_generator.state = rng["minibatch"]
+    iteration, global_step = training["iteration"], training["global_step"]
+    print(f"resumed {os.path.dirname(checkpoint['path'])} after iteration {iteration}/{num_iterations} "
+          f"(step {global_step:,})")  # fmt: skip
+    print(status_line("resumed", iteration=iteration, num_iterations=num_iterations, global_step=global_step))
     return next_obs
 
 
 class ResumableEnv(gym.Wrapper):
-    """The outermost wrapper of every env: reads and restores the env's state, through `envs.call` for the envs of
-    either vector env (an AsyncVectorEnv's live in its worker processes)."""
+    """The outermost wrapper of every env; its `resume_state` is what a checkpoint keeps of the env (see env_state)."""
 
-    def __init__(self, env: gym.Env, idx: int):
-        super().__init__(env)
-        self.idx = idx  # which of the vector env's states is this env's
-
-    def get_state(self) -> Optional[dict]:
-        """The env's state as arrays: a MuJoCo simulation's integration state (what mj_step reads: time, qpos, qvel,
-        actuators, warm start) or a classic-control env's physics (`state`), its RNG and the wrappers' counters;
-        None where it cannot be read (Box2D: BipedalWalker, CarRacing)."""
+    @property
+    def resume_state(self) -> Optional[dict]:
+        """A MuJoCo simulation's integration state (time, qpos, qvel, actuators, warm start) or a classic-control env's
+        physics (`state`), its RNG and the wrappers' counters; None where they cannot be read (Box2D envs)."""
         env, mujoco = self.env.unwrapped, sys.modules.get("mujoco")
         if mujoco is not None and isinstance(getattr(env, "data", None), mujoco.MjData):
             physics = np.empty(mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION))
@@ -940,9 +900,9 @@ class ResumableEnv(gym.Wrapper):
             return None
         return {"physics": physics, "rng": env.np_random.bit_generator.state} | episode_counters(self)
 
-    def set_state(self, states: list) -> None:
-        """Put back this env's entry of `states` (every env's get_state()) into a freshly made and reset env."""
-        state, env, mujoco = states[self.idx], self.env.unwrapped, sys.modules.get("mujoco")
+    @resume_state.setter
+    def resume_state(self, state: dict) -> None:
+        env, mujoco = self.env.unwrapped, sys.modules.get("mujoco")
         if mujoco is not None and isinstance(getattr(env, "data", None), mujoco.MjData):
             mujoco.mj_setState(env.model, env.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
         else:
@@ -951,33 +911,27 @@ class ResumableEnv(gym.Wrapper):
         episode_counters(self, state)
 
 
-def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
-    """Every env's ResumableEnv.get_state(), arrays as tensors, or None if one cannot be read. The envs return numpy
-    arrays: a tensor sent from an AsyncVectorEnv worker goes through shared memory, which can deadlock there."""
-    states = list(envs.call("get_state"))
+def env_state(envs: gym.vector.VectorEnv, states: Optional[list] = None) -> Optional[list]:
+    """Every env's resume_state, arrays as tensors (None if one is unreadable), after putting back `states` if given."""
+    if states is not None:
+        numpy_states = [{k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()} for state in states]
+        envs.set_attr("resume_state", numpy_states)
+    states = envs.get_attr("resume_state")  # numpy to and from the envs: an AsyncVectorEnv worker's tensor can deadlock
     if any(state is None for state in states):
         return None
-    return [{key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in state.items()}
-            for state in states]  # fmt: skip
-
-
-def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
-    """Put back what env_state() saved into freshly made (and reset) envs of the same kind (numpy to the workers)."""
-    envs.call("set_state", [{k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in states])
+    return [{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()} for state in states]
 
 
 def episode_counters(env: gym.Env, state: Optional[dict] = None) -> dict:
-    """The counters of the wrappers every env has (put back first from `state`, if given): the time limit's steps (a
-    private attribute, gymnasium has no other) and the episode statistics' return and length so far."""
-    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)  # none in ALE's v5 ids: the emulator limits episodes
+    """The wrappers' counters (put back first from `state`, if given): time-limit steps, episode return and length."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)  # its step count is private; none in ALE's v5 ids
     statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
     if state is not None:
         if time_limit is not None:
             time_limit._elapsed_steps = state["elapsed_steps"]
         statistics.episode_returns, statistics.episode_lengths = state["episode_return"], state["episode_length"]
-    elapsed_steps = time_limit._elapsed_steps if time_limit is not None else None
     episode = {"episode_return": float(statistics.episode_returns), "episode_length": int(statistics.episode_lengths)}
-    return {"elapsed_steps": elapsed_steps} | episode
+    return {"elapsed_steps": getattr(time_limit, "_elapsed_steps", None)} | episode
 
 
 def find_wrapper(env: gym.Env, kind: type) -> Optional[gym.Wrapper]:
@@ -994,28 +948,9 @@ def seed_everything(seed: int, torch_deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
-def rng_state(minibatch_rng: np.random.Generator) -> dict:
-    """The state of every random number generator the training loop draws from, as plain data."""
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    return {
-        "python": random.getstate(), "numpy": (kind, keys.tolist(), position, has_gauss, cached_gaussian),
-        "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "minibatch": minibatch_rng.bit_generator.state,
-    }  # fmt: skip
-
-
-def restore_rng_state(state: dict, minibatch_rng: np.random.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    minibatch_rng.bit_generator.state = state["minibatch"]
-
-
 def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """--eval-checkpoint: play --eval-episodes episodes with a saved model and print their mean return."""
-    payload = load_model(args.eval_checkpoint)
+    payload = load_checkpoint(args.eval_checkpoint, "model.pt")
     check_env(payload["env_id"])
     video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
     returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seed, device, video_dir)
@@ -1025,66 +960,28 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> None:
 
 
 def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device, video_dir=None) -> list:
-    """Run `episodes` full episodes with a saved agent; returns their undiscounted returns. With a video_dir,
-    records episodes 0, 1, 8, 27, ... there (gymnasium's RecordVideo schedule).
-    Observations are normalized with the statistics saved with the agent, frozen: the agent was trained on
-    observations normalized by them, and statistics started afresh here would show it other inputs."""
+    """The returns of `episodes` full episodes of a saved agent; videos of episodes 0, 1, 8, 27, ... in video_dir.
+    Observations are normalized with the agent's saved statistics, frozen: fresh ones would show it other inputs."""
     env_fns = [make_env(payload["env_id"], 0, video_dir is not None, video_dir or "")]
     envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     obs_dim, action_dim = np.prod(envs.single_observation_space.shape), np.prod(envs.single_action_space.shape)
     agent = Agent(int(obs_dim), int(action_dim)).to(device)
     agent.load_state_dict(payload["model"])
-    obs_rms = None
-    if payload["obs_rms"] is not None:  # the statistics the agent was trained with, frozen
-        obs_rms = RunningMeanStd(envs.single_observation_space.shape)
+    obs_rms = None if payload["obs_rms"] is None else RunningMeanStd(envs.single_observation_space.shape)
+    if obs_rms is not None:  # the statistics the agent was trained with, frozen
         obs_rms.load_state_dict(payload["obs_rms"])
-    obs_clip = payload["args"]["obs_clip"]
-    action_low, action_high = envs.action_space.low, envs.action_space.high
     torch.manual_seed(seed)  # sampled actions repeat with the seed, whatever ran before in this process
     obs, _ = envs.reset(seed=seed)
     episodic_returns = []
     while len(episodic_returns) < episodes:
-        agent_obs = normalize_obs(obs_rms, obs, obs_clip, update=False, device=device)
+        agent_obs = normalize_obs(obs_rms, obs, payload["args"]["obs_clip"], update=False, device=device)
         with torch.inference_mode():
             action = agent.sample_action(agent_obs, deterministic=deterministic)
-        obs, _, _, _, infos = envs.step(np.clip(action.cpu().numpy(), action_low, action_high))
+        obs, _, _, _, infos = envs.step(np.clip(action.cpu().numpy(), envs.action_space.low, envs.action_space.high))
         if "final_info" in infos and "episode" in infos["final_info"]:
             episodic_returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]].tolist())
     envs.close()
     return episodic_returns[:episodes]
-
-
-class Progress:
-    """The console line (step, SPS, recent return, elapsed and remaining time) every `interval` s and at the end."""
-
-    def __init__(self, interval: float, num_iterations: int, batch_size: int, start_time: float):
-        self.interval, self.num_iterations, self.batch_size = interval, num_iterations, batch_size
-        self.start_time, self.last_line = start_time, time.time()
-
-    def report(self, iteration: int, global_step: int, recent_returns: deque) -> None:
-        now = time.time()
-        if now - self.last_line < self.interval and iteration != self.num_iterations:
-            return
-        self.last_line, sps = now, int(global_step / (now - self.start_time))
-        recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-        eta = (self.num_iterations - iteration) * self.batch_size / max(sps, 1)
-        done, total = f"{100 * iteration / self.num_iterations:3.0f}%", self.num_iterations * self.batch_size
-        elapsed, left = format_seconds(now - self.start_time), format_seconds(eta)
-        print(f"step {global_step:>9,}/{total:,} ({done}) | SPS {sps:>6,} | return (last {len(recent_returns)}) "
-              f"{recent} | elapsed {elapsed} | left {left}", flush=True)  # fmt: skip
-
-
-def print_summary(global_step: int, start_time: float, recent_returns: deque, run_dir: str) -> None:
-    elapsed = time.time() - start_time
-    recent = f"{np.mean(recent_returns):.2f} +- {np.std(recent_returns):.2f}" if recent_returns else "n/a"
-    print(f"done: {global_step:,} steps in {format_seconds(elapsed)} ({int(global_step / elapsed):,} SPS) "
-          f"| return over the last {len(recent_returns)} episodes {recent} | run {run_dir}")  # fmt: skip
-    print(status_line("done", global_step=global_step, seconds=elapsed, steps_per_second=global_step / elapsed))
-
-
-def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:
-    print(f"resumed {run_dir} after iteration {iteration}/{num_iterations} (step {global_step:,})")
-    print(status_line("resumed", iteration=iteration, num_iterations=num_iterations, global_step=global_step))
 
 
 def status_line(event: str, **fields) -> str:
@@ -1094,19 +991,11 @@ def status_line(event: str, **fields) -> str:
 
 def describe(error: BaseException) -> str:
     """ "TypeName: first line of its message", for one-line error reports."""
-    lines = str(error).splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
 def flatten_parameters(agent: nn.Module) -> torch.Tensor:
-    """Moves the agent's parameters into one flat tensor, and their gradients into its .grad, leaving each a view of
-    them with its own shape and strides (channels_last weights stay channels_last), so that Adam and the gradient
-    clipping run on one tensor, for speed alone. Backward adds into the gradient views: zero them, never set None."""
+    """For speed alone, one tensor for Adam and clipping: parameters and gradients (never set None) as views of it."""
     parameters = list(agent.parameters())
     flat_params = torch.zeros(sum(parameter.numel() for parameter in parameters), device=parameters[0].device)
     flat_params.grad = torch.zeros_like(flat_params)
@@ -1120,7 +1009,7 @@ def flatten_parameters(agent: nn.Module) -> torch.Tensor:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args), typed_options(sys.argv[1:]))
+        main(tyro.cli(Args), sys.argv[1:])
     except (UsageError, RunError) as error:
         print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
         sys.exit(2 if isinstance(error, UsageError) else 1)

@@ -14,11 +14,11 @@ Each seed writes the run directory ppo_discrete.py would write; the one checkpoi
     python ppo_discrete_seeds.py --resume runs/<first seed's run>     # goes on exactly, every seed
 """
 
-import dataclasses
 import importlib
 import json
 import math
 import os
+import pathlib
 import random
 import shutil
 import signal
@@ -28,7 +28,8 @@ import warnings
 import zipfile
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from datetime import timedelta
+from typing import Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -136,7 +137,7 @@ def make_env(env_id: str, idx: int, capture_video: bool, video_dir: str):
         else:
             env = gym.make(env_id)
         env = gym.wrappers.RecordEpisodeStatistics(env)
-        return ResumableEnv(env, idx)  # outermost: checkpoints read and restore the env through it
+        return ResumableEnv(env)  # outermost: checkpoints read and restore the env through it
 
     return thunk
 
@@ -422,8 +423,8 @@ class SeedAdam(torch.optim.Optimizer):
                 state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
 
 
-def main(args: Args, typed: frozenset = frozenset()) -> None:
-    args, checkpoint = resolve_args(args, typed)  # checked; on --resume: the checkpoint's options, but those typed
+def main(args: Args, argv: Sequence[str] = ()) -> None:
+    args, checkpoint, run_dirs = resolve_args(args, argv)  # on --resume: the checkpoint's options, but those typed
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint is not None:
@@ -432,7 +433,6 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // batch_size
     num_seeds = len(args.seeds)
-    run_dirs = run_directories(args, checkpoint)  # {output_dir}/{run_name} per seed, made by start_tracking
 
     # --- Seeding ---
     seed_everything(args.seeds[0], args.torch_deterministic)  # python, numpy and torch (per seed again below)
@@ -479,19 +479,18 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
     start_time = time.time()
     if checkpoint is not None:
         training = checkpoint["training"]
-        next_obs = restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs)
+        next_obs = resume_run(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs, num_iterations)
         start_iteration, global_step = training["iteration"], training["global_step"]
         kl_beta, clip_coef = training["kl_beta"], training["clip_coef"]
         for seed_returns, saved in zip(recent_returns, training["recent_returns"]):
             seed_returns.extend(saved)
         start_time -= training["elapsed"]
-        print_resumed(run_dirs[0], start_iteration, num_iterations, global_step)
 
     # --- Tracking: TensorBoard always, W&B on request; one run per seed ---
     writers, wandb_ids = start_tracking(args, run_dirs, checkpoint)
-    progress = Progress(args.progress_interval, num_iterations, batch_size, start_time, num_seeds)
 
-    with StopOnSignal(run_dirs[0], writers, envs, checkpoint) as stop:  # SIGINT/SIGTERM: stop after this iteration
+    # SIGINT or SIGTERM: stop after this iteration, with a checkpoint (a second one: at once)
+    with TrainingLoop(args, run_dirs, writers, envs, checkpoint, num_iterations, start_time) as loop:
         for iteration in range(start_iteration + 1, num_iterations + 1):
             if args.anneal_lr:  # linear learning-rate annealing from learning_rate to 0
                 optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
@@ -609,7 +608,7 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
 
             # Diagnostics: means over every minibatch of the update, not the last minibatch's values; per seed
             stat_means = update_statistics(minibatch_stats, minibatch_logratios, minibatch_active, clip_coefs)
-            stop_if_not_finite(stat_means, iteration, global_step, stop, args.seeds)  # before a NaN is checkpointed
+            loop.check_finite(stat_means, iteration, global_step)  # before a NaN reaches a checkpoint
 
             # Adapt beta (adaptive KL penalty, Section 4) or epsilon for the next update from d, the exact KL of this
             # update: the mean of its minibatches' KLs, each taken before that minibatch's step (the paper's: after)
@@ -634,30 +633,30 @@ def main(args: Args, typed: frozenset = frozenset()) -> None:
                 writer.add_scalar("charts/update_epochs_done", updates_done[k] / args.num_minibatches, global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
             log_seed_group(writers, global_step, recent_returns)  # under a W&B sweep: the group's curve
-            progress.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
+            loop.report(iteration, global_step, recent_returns)  # a console line every progress_interval seconds
 
             # ---------------- Checkpoint: every checkpoint_every iterations, at the end, on a signal ----------------
-            if stop.requested or checkpoint_due(args.checkpoint_every, iteration, num_iterations):
-                save_checkpoint(run_dirs, args, agent, optimizer, normalizers, envs, rngs, writers, stop,
+            if loop.checkpoint_due(iteration):
+                loop.save_checkpoint(agent, optimizer, normalizers, rngs,
                     iteration=iteration, global_step=global_step, elapsed=time.time() - start_time, next_obs=next_obs,
                     recent_returns=recent_returns, kl_beta=kl_beta, clip_coef=clip_coef, wandb_ids=wandb_ids,
                 )  # fmt: skip
-            stop.exit_if_requested(iteration, num_iterations, global_step)
+            loop.exit_if_requested(iteration, global_step)
 
     # --- Finish: summary line, saved models and their evaluation ---
-    print_summary(global_step, start_time, recent_returns, run_dirs[0], num_seeds)
-    if args.save_model:
-        save_and_evaluate_models(run_dirs, agent, args, normalizers, global_step, writers, device)
-    close_tracking(writers)
+    loop.finish(global_step, recent_returns, agent, normalizers, device)  # then TensorBoard and W&B close
 
 
 # =====================================================================================================================
-# Everything below runs the job, not PPO: argument and env checks, run directory and tracking, checkpoints and resume,
-# env and RNG state, signals, evaluation, the progress line and a speed helper. main() calls each in one line.
+# Everything below runs the job, not PPO: checks, tracking, signals, checkpoints and resume, evaluation, the console
 # =====================================================================================================================
 
 
 CHECKPOINT_FORMAT = 2  # the layout of checkpoint.pt and model.pt that this script reads and writes
+# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
+RESUME_MAY_CHANGE = ("total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity",
+                     "capture_video", "save_model", "progress_interval", "checkpoint_every", "eval_episodes",
+                     "eval_deterministic")  # fmt: skip
 
 
 class UsageError(Exception):
@@ -670,21 +669,22 @@ class RunError(Exception):
 
 def check_args(args: Args) -> None:
     """Reject bad arguments before any env is built; options that are off (None) or not this script's pass."""
+    if args.resume is not None and args.eval_checkpoint is not None:
+        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
                 "eval_episodes", "learning_rate", "clip_coef", "max_grad_norm", "kl_target", "target_kl", "obs_clip",
                 "reward_clip")  # fmt: skip
     non_negative = ("ent_coef", "vf_coef", "kl_beta", "progress_interval", "checkpoint_every")
-    for option in dataclasses.fields(args):
-        name, value, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
+    for name, value in asdict(args).items():
+        flag = "--" + name.replace("_", "-")
         if isinstance(value, float) and not math.isfinite(value):  # no NaN or infinity reaches a loss or a timer
             raise UsageError(f"{flag} must be a finite number, got {value}")
         if (name in positive and value is not None and value <= 0) or (name in non_negative and value < 0):
             raise UsageError(f"{flag} must be {'positive' if name in positive else 'non-negative'}, got {value}")
         if name in ("gamma", "gae_lambda", "repeat_action_probability") and value is not None and not 0 <= value <= 1:
             raise UsageError(f"{flag} must be in [0, 1], got {value}")
-        if name in ("exp_name", "run_name") and value is not None:
-            if value in ("", ".", "..") or "/" in value or (os.altsep and os.altsep in value):
-                raise UsageError(f"{flag} {value!r} must be a name, not a path")
+        if name in ("exp_name", "run_name") and value is not None and (value in ("", ".", "..") or "/" in value):
+            raise UsageError(f"{flag} {value!r} must be a name, not a path")  # "/": os.sep, or os.altsep on Windows
     for seed in args.seeds:  # numpy takes seeds below 2**32, and env i gets seed + i
         if not 0 <= seed <= 2**31 - 1:
             raise UsageError(f"--seeds must be in [0, 2**31 - 1], got {seed}")
@@ -692,8 +692,6 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--seeds must name one or more different seeds, got {' '.join(map(str, args.seeds))}")
     if len(args.seeds) > 1 and args.run_name is not None and "{seed}" not in args.run_name:
         raise UsageError(f"--run-name {args.run_name!r} names one run per seed: put {{seed}} in it")
-    if args.resume is not None and args.eval_checkpoint is not None:
-        raise UsageError("--resume continues training and --eval-checkpoint only evaluates: give one of them")
     if args.adaptive_clip and args.policy_objective != "clip":
         objective = args.policy_objective
         raise UsageError(f"--adaptive-clip adapts the clip range of --policy-objective clip, not of {objective}")
@@ -707,25 +705,20 @@ def check_args(args: Args) -> None:
 
 def check_env(env_id: str) -> None:
     """Reject an unknown env id, or one this script cannot run, naming the script that can."""
-    module, _, name = env_id.rpartition(":")
     try:
-        if module:  # "module:EnvName-v0" imports a module that registers the env, as gym.make does
-            importlib.import_module(module)
-        spec = gym.spec(name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module!r} for env id {env_id!r}: {error}") from None
-    except gym.error.Error:
+        env = gym.make(env_id)  # "module:EnvName-v0" imports a module that registers the env first
+    except gym.error.UnregisteredEnv:
         if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
             raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py") from None
         raise UsageError(f"unknown env id {env_id!r}") from None
-    if spec.entry_point is not None and "ale_py" in str(spec.entry_point):
-        raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py")
-    try:
-        env = gym.make(env_id)
+    except ImportError as error:
+        raise UsageError(f"cannot import the module of env id {env_id!r}: {describe(error)}") from None
     except Exception as error:  # a missing optional dependency, such as box2d or mujoco
         raise UsageError(f"cannot make {env_id}: {describe(error)}") from None
-    action_space, observation_space = env.action_space, env.observation_space
+    entry_point, action_space, observation_space = str(env.spec.entry_point), env.action_space, env.observation_space
     env.close()
+    if "ale_py" in entry_point:
+        raise UsageError(f"{env_id} is an Atari env: use ppo_atari.py")
     if isinstance(action_space, gym.spaces.Box):
         raise UsageError(f"{env_id} has continuous actions ({action_space}): use ppo_continuous.py")
     if not isinstance(action_space, gym.spaces.Discrete):
@@ -734,39 +727,39 @@ def check_env(env_id: str) -> None:
         raise UsageError(f"{env_id} observations are {observation_space}, not a flat Box: use ppo_atari.py for pixels")
 
 
-def resolve_args(args: Args, typed: frozenset) -> tuple:
-    """The options of this run, checked, and the checkpoint to resume (None for a new run). --track needs W&B
-    credentials or a mode that does without them: asked here, not by wandb.init once the run directory exists."""
+def resolve_args(args: Args, argv: Sequence[str]) -> tuple:
+    """This run's options, checked, the checkpoint to resume (or None) and each seed's run directory; W&B's login."""
     check_args(args)
     checkpoint = None
-    if args.resume is not None:
+    if args.resume is not None:  # the checkpoint's options, but those typed in argv, checked again
         checkpoint = load_checkpoint(args.resume)
-        args = resume_args(args, checkpoint["args"], typed)
+        args = resume_args(args, checkpoint["args"], argv)
         check_args(args)
-    if args.eval_checkpoint is None:
-        check_env(args.env_id)
+    if args.eval_checkpoint is not None:
+        return args, None, None
+    check_env(args.env_id)
     wandb_mode = os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
-    if args.track and args.eval_checkpoint is None and not (wandb_mode or os.environ.get("WANDB_API_KEY")):
-        import wandb
-
-        if not wandb.login(prompt=False, verify=False):
+    if args.track and not (wandb_mode or os.environ.get("WANDB_API_KEY")):
+        if not importlib.import_module("wandb").login(prompt=False, verify=False):
             raise UsageError("--track needs a W&B login: run `wandb login`, or set WANDB_MODE=offline to log locally")
-    return args, checkpoint
+    if checkpoint is not None:  # a resumed run goes on in its own directories, beside the first seed's, wherever
+        parent_dir = os.path.dirname(os.path.dirname(checkpoint["path"]))
+        return args, checkpoint, [os.path.join(parent_dir, name) for name in checkpoint["training"]["run_names"]]
+    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{{seed}}__{int(time.time())}"
+    run_dirs = [os.path.join(args.output_dir, run_name.replace("{seed}", str(seed))) for seed in args.seeds]
+    for run_dir in run_dirs:
+        if os.path.exists(run_dir):
+            raise UsageError(f"{run_dir} already exists; pick another --run-name or --resume (nothing was overwritten)")
+    return args, checkpoint, run_dirs
 
 
-# Options a resumed run may change; every other one must stay what the checkpoint says (sizes, env, seed, ...).
-RESUME_MAY_CHANGE = (
-    "total_timesteps", "torch_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "capture_video",
-    "save_model", "progress_interval", "checkpoint_every", "eval_episodes", "eval_deterministic",
-)  # fmt: skip
-
-
-def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
-    """The options of a resumed run: the checkpoint's, but those typed that may change (typed at its default value
-    too: what was typed decides); one typed that may not change and contradicts the checkpoint is an error."""
+def resume_args(args: Args, saved: dict, argv: Sequence[str]) -> Args:
+    """A resumed run's options: the checkpoint's, but those typed in `argv` that may change (typed at any value)."""
+    typed = {token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
+    typed |= {name[3:] for name in typed if name.startswith("no_")}  # --no-track types track
     merged = {}
-    for option in dataclasses.fields(Args):
-        name, given, flag = option.name, getattr(args, option.name), "--" + option.name.replace("_", "-")
+    for name, given in asdict(args).items():
+        flag = "--" + name.replace("_", "-")
         if name in ("resume", "eval_checkpoint"):
             continue
         if name not in saved and name not in RESUME_MAY_CHANGE:  # written before this option existed
@@ -782,33 +775,9 @@ def resume_args(args: Args, saved: dict, typed: frozenset) -> Args:
     return Args(**merged, resume=args.resume)
 
 
-def typed_options(argv: list) -> frozenset:
-    """The names of the options typed in `argv` (`--no-track` names track), whatever their values."""
-    names = {token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
-    fields = {option.name for option in dataclasses.fields(Args)}
-    return frozenset(name[3:] if name.startswith("no_") and name[3:] in fields else name for name in names)
-
-
-def run_directories(args: Args, checkpoint: Optional[dict]) -> list:
-    """Where each seed's run writes: a resumed run goes on in its own directories, found beside the checkpoint's
-    (the first seed's), wherever they have moved; a new one gets {output_dir}/{run_name} per seed, which must not
-    exist yet (start_tracking makes them)."""
-    if checkpoint is not None:
-        parent_dir = os.path.dirname(os.path.dirname(checkpoint["path"]))
-        return [os.path.join(parent_dir, name) for name in checkpoint["training"]["run_names"]]
-    run_name = args.run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{{seed}}__{int(time.time())}"
-    run_dirs = [os.path.join(args.output_dir, run_name.replace("{seed}", str(seed))) for seed in args.seeds]
-    for run_dir in run_dirs:
-        if os.path.exists(run_dir):
-            raise UsageError(
-                f"{run_dir} already exists; pick another --run-name, or --resume (nothing was overwritten)"
-            )
-    return run_dirs
-
-
 def start_tracking(args: Args, run_dirs: list, checkpoint: Optional[dict]) -> tuple:
-    """Make each seed's run directory (a new run) and open its TensorBoard writer, and a W&B run per seed with
-    --track; returns the writers and the W&B run ids. A new run's directories are removed again if this fails."""
+    """Make a new run's directories (removed again if this fails); returns each seed's TensorBoard writer, which with
+    --track also logs to the seed's W&B run (under a sweep agent, to the seed group's), and the W&B ids."""
     new_run, made, writers = checkpoint is None, [], []
     try:
         for run_dir in run_dirs if new_run else []:
@@ -817,14 +786,13 @@ def start_tracking(args: Args, run_dirs: list, checkpoint: Optional[dict]) -> tu
             except OSError as error:
                 raise UsageError(f"cannot create {run_dir}: {error.strerror}") from None
             made.append(run_dir)
-        wandb_ids = checkpoint["training"]["wandb_ids"] if checkpoint is not None else [None] * len(run_dirs)
+        wandb_ids = [None] * len(run_dirs) if new_run else checkpoint["training"]["wandb_ids"]
         from torch.utils.tensorboard import SummaryWriter
 
         group = None  # the seed group's W&B run under a sweep agent
         for k, run_dir in enumerate(run_dirs):
             # purge_step: TensorBoard drops what an earlier process logged after the checkpoint: no step twice
-            purge_step = checkpoint["training"]["global_step"] + 1 if not new_run else None
-            writer = SummaryWriter(run_dir, purge_step=purge_step)
+            writer = SummaryWriter(run_dir, purge_step=None if new_run else checkpoint["training"]["global_step"] + 1)
             if new_run:
                 table = "\n".join(f"|{key}|{value}|" for key, value in seed_args(args, k).items())
                 writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
@@ -833,9 +801,7 @@ def start_tracking(args: Args, run_dirs: list, checkpoint: Optional[dict]) -> tu
                 wandb_ids[k] = group.wandb_run.id
                 writer = SeedGroupWriter(writer, group)
             elif args.track:
-                import wandb
-
-                wandb_run = wandb.init(
+                wandb_run = importlib.import_module("wandb").init(
                     project=args.wandb_project_name, entity=args.wandb_entity, config=seed_args(args, k),
                     name=os.path.basename(run_dir), dir=run_dir, save_code=True, id=wandb_ids[k], resume="allow",
                     reinit="create_new",  # one W&B run per seed, all open at once
@@ -884,10 +850,8 @@ class SeedGroupRun:
     stays in its TensorBoard run."""
 
     def __init__(self, args: Args, run_dir: str, wandb_id: Optional[str]):
-        import wandb
-
         self.seeds, self.open_writers = args.seeds, len(args.seeds)
-        self.wandb_run = wandb.init(
+        self.wandb_run = importlib.import_module("wandb").init(
             project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
             name=os.path.basename(run_dir), dir=run_dir, save_code=True, id=wandb_id, resume="allow",
         )  # fmt: skip
@@ -933,112 +897,116 @@ def log_seed_group(writers: list, global_step: int, recent_returns: list) -> Non
         writers[0].group.log(global_step, recent_returns)
 
 
-def close_tracking(writers: list) -> None:
-    for writer in writers:
-        writer.close()
+class TrainingLoop:
+    """The training loop's context: console lines, checkpoints, signals; however it ends, envs and handlers close."""
 
+    def __init__(self, args: Args, run_dirs: list, writers: list, envs, checkpoint, num_iterations: int, start_time):
+        self.args, self.run_dirs, self.writers, self.envs, self.signum = args, run_dirs, writers, envs, None
+        self.run_dir = run_dirs[0]  # the first seed's: the checkpoint of all seeds is there
+        self.num_iterations, self.start_time, self.last_line = num_iterations, start_time, time.time()
+        self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None  # resumable
 
-class StopOnSignal:
-    """The training loop's context: SIGINT or SIGTERM stops the run after this iteration, with a checkpoint; a second
-    one at once. However the loop ends, the events reach the disk, the envs close and the handlers go back."""
-
-    def __init__(self, run_dir: str, writers: list, envs: gym.vector.VectorEnv, checkpoint: Optional[dict]):
-        self.run_dir, self.writers, self.envs = run_dir, writers, envs
-        # the iteration of the checkpoint written last, if any: what an interrupted or failed run can resume from
-        self.last_checkpoint = checkpoint["training"]["iteration"] if checkpoint is not None else None
-        self.signum, self.previous_handlers = None, {}
-        self.resume_command = f"python {SCRIPT}.py --resume {run_dir}"
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
+    def __enter__(self) -> "TrainingLoop":
+        self.previous_handlers = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
 
     def handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.signum is not None:
             raise KeyboardInterrupt
         self.signum, name = signum, signal.Signals(signum).name
         message = f"{name}: stopping with a checkpoint after this iteration (signal again to stop at once)\n"
         os.write(2, (message + status_line("stop_requested", signal=name) + "\n").encode())  # not print: a handler
 
-    def __enter__(self) -> "StopOnSignal":
-        self.previous_handlers = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
+    def check_finite(self, stat_means: dict, iteration: int, global_step: int) -> None:
+        for name, means in stat_means.items():
+            for seed, mean in zip(self.args.seeds, means):
+                if not math.isfinite(mean):
+                    path = os.path.join(self.run_dir, "checkpoint.pt")
+                    kept = f"the last checkpoint, {path} (iteration {self.last_checkpoint}), is kept"
+                    kept = kept if self.last_checkpoint else "no checkpoint was written (see --checkpoint-every)"
+                    message = f"iteration {iteration} (step {global_step:,}): seed {seed}'s {name} is {mean}"
+                    raise RunError(f"{message}; stopped, {kept}")
 
-    def exit_if_requested(self, iteration: int, num_iterations: int, global_step: int) -> None:
-        if self.requested:
-            name, path = signal.Signals(self.signum).name, os.path.join(self.run_dir, "checkpoint.pt")
-            print(f"stopped by {name} after iteration {iteration}/{num_iterations} (step {global_step:,}), "
-                  f"checkpoint {path}; resume with: {self.resume_command}", file=sys.stderr)  # fmt: skip
-            stopped = dict(signal=name, iteration=iteration, num_iterations=num_iterations, global_step=global_step)
-            print(status_line("stopped", **stopped), file=sys.stderr, flush=True)
+    def report(self, iteration: int, global_step: int, recent_returns: list) -> None:
+        """Each seed's step and SPS (times the seeds), the mean, min and max over the seeds of their recent return."""
+        now, total = time.time(), self.num_iterations * self.args.num_envs * self.args.num_steps
+        if now - self.last_line < self.args.progress_interval and iteration != self.num_iterations:
+            return
+        self.last_line, sps = now, int(global_step / (now - self.start_time))
+        eta = (total - global_step) / max(sps, 1)
+        elapsed, left = (timedelta(seconds=int(seconds)) for seconds in (now - self.start_time, eta))
+        print(f"step {global_step:>9,}/{total:,} ({100 * global_step / total:3.0f}%) | SPS {sps:>6,} x "
+              f"{len(self.args.seeds)} seeds | return {seed_returns(recent_returns)} | elapsed {elapsed} | left {left}",
+              flush=True)  # fmt: skip
+
+    def checkpoint_due(self, iteration: int) -> bool:
+        every = self.args.checkpoint_every
+        return self.signum is not None or every > 0 and (iteration % every == 0 or iteration == self.num_iterations)
+
+    def save_checkpoint(self, agent, optimizer, normalizers: dict, rngs: dict, **training) -> None:
+        """Write checkpoint.pt in the first seed's run directory: every seed's model, the options, statistics and all
+        the loop needs to go on (the RNGs: the global ones and each seed's minibatch shuffler and action noise)."""
+        for writer in self.writers:
+            writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
+        numpy_rng = np.random.get_state()  # (kind, keys, position, has_gauss, cached_gaussian): keys as a list
+        training["rng"] = {
+            "python": random.getstate(), "numpy": (numpy_rng[0], numpy_rng[1].tolist(), *numpy_rng[2:]),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "minibatch": [rng.bit_generator.state for rng in rngs["minibatch"]],
+            "actions": [generator.get_state() for generator in rngs["actions"]],
+        }  # fmt: skip
+        training["recent_returns"] = [list(seed_returns) for seed_returns in training["recent_returns"]]
+        training.update(optimizer=optimizer.state_dict(), envs=env_state(self.envs))
+        training["run_names"] = [os.path.basename(run_dir) for run_dir in self.run_dirs]
+        extra = {"global_step": training["global_step"], "training": training}
+        write_atomically(os.path.join(self.run_dir, "checkpoint.pt"), agent, asdict(self.args), normalizers, extra)
+        self.last_checkpoint = training["iteration"]
+
+    def exit_if_requested(self, iteration: int, global_step: int) -> None:
+        if self.signum is not None:
+            name, resume = signal.Signals(self.signum).name, f"python {SCRIPT}.py --resume {self.run_dir}"
+            print(f"stopped by {name} after iteration {iteration}/{self.num_iterations} (step {global_step:,}), "
+                  f"checkpoint {self.run_dir}/checkpoint.pt; resume with: {resume}", file=sys.stderr)  # fmt: skip
+            stopped = dict(iteration=iteration, num_iterations=self.num_iterations, global_step=global_step)
+            print(status_line("stopped", signal=name, **stopped), file=sys.stderr, flush=True)
             raise SystemExit(128 + self.signum)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        try:
-            if exc_type is KeyboardInterrupt:
-                resume = f"; resume from iteration {self.last_checkpoint} with: {self.resume_command}"
-                print(f"interrupted; TensorBoard events so far are in {self.run_dir}"
-                      + (resume if self.last_checkpoint else ""), file=sys.stderr)  # fmt: skip
-            if exc_type is not None:
-                for writer in self.writers:
-                    writer.close()
-        finally:
-            self.envs.close()
-            for signum, handler in self.previous_handlers.items():
-                signal.signal(signum, handler)
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)
+        self.envs.close()
+        if exc_type is KeyboardInterrupt:
+            resume = f"; resume from iteration {self.last_checkpoint} with: python {SCRIPT}.py --resume {self.run_dir}"
+            print(f"interrupted; TensorBoard events so far are in {self.run_dir}"
+                  + (resume if self.last_checkpoint else ""), file=sys.stderr)  # fmt: skip
+        if exc_type is not None:
+            for writer in self.writers:
+                writer.close()
 
-
-def stop_if_not_finite(stat_means: dict, iteration: int, global_step: int, stop: StopOnSignal, seeds) -> None:
-    """A NaN or infinite loss or gradient norm of any seed ends the run before it reaches the envs or a checkpoint."""
-    for name, means in stat_means.items():
-        for seed, mean in zip(seeds, means):
-            if not math.isfinite(mean):
-                if stop.last_checkpoint:
-                    path = os.path.join(stop.run_dir, "checkpoint.pt")
-                    kept = f"the last checkpoint, {path} (iteration {stop.last_checkpoint}), is kept"
-                else:
-                    kept = "no checkpoint was written (see --checkpoint-every)"
-                message = f"iteration {iteration} (step {global_step:,}): seed {seed}'s {name} is {mean}"
-                raise RunError(f"{message}; stopped, {kept}")
-
-
-def checkpoint_due(checkpoint_every: int, iteration: int, num_iterations: int) -> bool:
-    """Whether --checkpoint-every asks for a checkpoint after this iteration: every checkpoint_every, and the last."""
-    return checkpoint_every > 0 and (iteration % checkpoint_every == 0 or iteration == num_iterations)
-
-
-def save_checkpoint(run_dirs, args, agent, optimizer, normalizers, envs, rngs, writers, stop, **training) -> None:
-    """Write checkpoint.pt in the first seed's run directory: the model of every seed, the options and everything the
-    training loop needs to go on exactly (`training`: iteration, step, elapsed time, next observation, recent returns,
-    beta and epsilon, W&B ids), plus the Adam state, the RNG states, the env states and the running statistics."""
-    for writer in writers:
-        writer.flush()  # the events up to this step reach the disk before the checkpoint that resumes after them
-    training["recent_returns"] = [list(seed_returns) for seed_returns in training["recent_returns"]]
-    training.update(optimizer=optimizer.state_dict(), rng=rng_state(rngs), envs=env_state(envs))
-    training["run_names"] = [os.path.basename(run_dir) for run_dir in run_dirs]
-    extra = {"global_step": training["global_step"], "training": training}
-    write_atomically(os.path.join(run_dirs[0], "checkpoint.pt"), agent, asdict(args), normalizers, extra)
-    stop.last_checkpoint = training["iteration"]
-
-
-def save_and_evaluate_models(run_dirs, agent, args, normalizers, global_step, writers, device) -> None:
-    """Write each seed's model.pt in its run directory, a model of ppo_discrete.py (its Agent, its options at that
-    seed and its running statistics), load it back as --eval-checkpoint would and log its evaluation returns under
-    eval/episodic_return."""
-    obs_dim, num_actions = agent.critic[0].shape[1], agent.actor[-2].shape[2]
-    for k, (run_dir, writer) in enumerate(zip(run_dirs, writers)):
-        model_path = os.path.join(run_dir, "model.pt")
-        seed_agent = agent.unstack(k, Agent(obs_dim, num_actions).to(agent.critic[0].device))
-        extra = {"global_step": global_step}
-        write_atomically(model_path, seed_agent, seed_args(args, k), normalizers, extra, PARENT)
-        eval_seed = args.seeds[k] + 1_000_000
-        eval_returns = evaluate(load_model(model_path), args.eval_episodes, args.eval_deterministic, eval_seed, device)
-        for episode_index, episodic_return in enumerate(eval_returns):
-            writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
-        print(
-            f"saved {model_path}; evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} "
-            f"over {len(eval_returns)} episodes"
-        )
+    def finish(self, global_step: int, recent_returns: list, agent, normalizers: dict, device) -> None:
+        """The summary line; with --save-model, each seed's model.pt and its evaluation (eval/episodic_return): a
+        model of PARENT, its Agent, options and statistics at that seed; then closing."""
+        elapsed, args, num_seeds = time.time() - self.start_time, self.args, len(self.args.seeds)
+        rate = num_seeds * global_step / elapsed  # all seeds' steps per second
+        print(f"done: {global_step:,} steps x {num_seeds} seeds in {timedelta(seconds=int(elapsed))} ({int(rate):,} "
+              f"seed-steps per second) | return over the last 100 episodes {seed_returns(recent_returns)} | first run "
+              f"{self.run_dir}")  # fmt: skip
+        done = dict(global_step=global_step, seeds=num_seeds, seconds=elapsed, seed_steps_per_second=rate)
+        print(status_line("done", **done))
+        if args.save_model:
+            obs_dim, num_actions = agent.critic[0].shape[1], agent.actor[-2].shape[2]
+            for k, (run_dir, writer) in enumerate(zip(self.run_dirs, self.writers)):
+                model_path, extra = os.path.join(run_dir, "model.pt"), {"global_step": global_step}
+                seed_agent = agent.unstack(k, Agent(obs_dim, num_actions).to(agent.critic[0].device))
+                write_atomically(model_path, seed_agent, seed_args(args, k), normalizers, extra, PARENT)
+                model = load_checkpoint(model_path, "model.pt", PARENT)  # read back as --eval-checkpoint reads it
+                returns = evaluate(model, args.eval_episodes, args.eval_deterministic, args.seeds[k] + 10**6, device)
+                for episode_index, episodic_return in enumerate(returns):
+                    writer.add_scalar("eval/episodic_return", episodic_return, episode_index)
+                print(f"saved {model_path}; evaluation: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+                      f"over {len(returns)} episodes")  # fmt: skip
+        for writer in self.writers:
+            writer.close()
 
 
 def seed_args(args: Args, seed_index: int) -> dict:
@@ -1055,147 +1023,114 @@ def seed_args(args: Args, seed_index: int) -> dict:
 
 
 def write_atomically(path: str, agent: nn.Module, args: dict, normalizers: dict, extra: dict, script=SCRIPT) -> None:
-    """Write the model, its options and running statistics (and whatever `extra` holds) atomically: a temporary
-    file, then a rename, so a crash or kill -9 during the write leaves the previous file intact, never half a file."""
-    payload = {"format": CHECKPOINT_FORMAT, "script": script, "env_id": args["env_id"], "args": args}
-    payload["model"] = agent.state_dict()
+    """Write the model, options, statistics and `extra` atomically (a temporary file, renamed): never half a file."""
+    payload = {"format": CHECKPOINT_FORMAT, "script": script, "env_id": args["env_id"], "args": args, **extra}
     payload.update({name: None if stats is None else stats.state_dict() for name, stats in normalizers.items()})
-    payload.update(extra)
-    tmp_path = f"{path}.tmp"
+    payload["model"] = agent.state_dict()
     try:
-        torch.save(payload, tmp_path)
-        os.replace(tmp_path, path)
+        torch.save(payload, f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
     except OSError as error:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        pathlib.Path(f"{path}.tmp").unlink(missing_ok=True)
         raise RunError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def load_model(path: str) -> dict:
-    """A saved model (model.pt, or a run directory holding one): one seed's, a model of ppo_discrete.py."""
-    return read_payload(path, "model.pt", PARENT)
-
-
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint to resume (checkpoint.pt, or a run directory holding one), checked to hold the training state
-    this script keeps."""
-    checkpoint = read_payload(path, "checkpoint.pt", SCRIPT)
-    if "training" not in checkpoint:
-        raise UsageError(
-            f"{checkpoint['path']} holds a trained model but no training state; resume from a checkpoint.pt"
-        )
-    adam_tensors = len(checkpoint["training"]["optimizer"]["state"])
-    if adam_tensors != 1:  # written before flatten_parameters, with Adam state per parameter tensor
-        raise UsageError(
-            f"{checkpoint['path']} holds Adam state for {adam_tensors} parameter tensors, this script keeps it for 1 "
-            "(flat); resume it with the version that wrote it"
-        )
-    return checkpoint
-
-
-def read_payload(path: str, file_name: str, script: str) -> dict:
-    """Load a saved model or checkpoint safely (weights_only: no code runs from the file) and check it is one of
-    `script`'s; a directory stands for the file `file_name` in it."""
-    if os.path.isdir(path):
-        path = os.path.join(path, file_name)
+def load_checkpoint(path: str, file_name: str = "checkpoint.pt", script: str = SCRIPT) -> dict:
+    """A checkpoint.pt to resume or a model.pt of `script` (a directory: its `file_name`), loaded safely and checked."""
+    path = os.path.join(path, file_name) if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise UsageError(f"no checkpoint at {path}")
     try:  # torch.load does not check the zip entries' CRC-32: damage inside a tensor would load silently
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-        if damaged is not None:
-            raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except UsageError:
-        raise
+        payload = None if damaged else torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UsageError(f"cannot read checkpoint {path}: {describe(error)}") from None
+    if damaged is not None:
+        raise UsageError(f"cannot read checkpoint {path}: {damaged} is damaged (CRC mismatch)")
     if not isinstance(payload, dict) or "script" not in payload or "format" not in payload:
         raise UsageError(f"{path} is not a checkpoint of this project")
     if payload["script"] != script:
         raise UsageError(f"{path} was written by {payload['script']}.py, not {script}.py")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise UsageError(f"{path} has checkpoint format {payload['format']}, this script reads {CHECKPOINT_FORMAT}")
-    payload["path"] = path
-    return payload
+    if file_name == "checkpoint.pt" and "training" not in payload:
+        raise UsageError(f"{path} holds a trained model but no training state; resume a checkpoint.pt")
+    return payload | {"path": path}
 
 
-def restore_training(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs):
-    """Put back what save_checkpoint() wrote; returns the observation the run goes on from."""
-    training = checkpoint["training"]
+def resume_run(checkpoint, agent, optimizer, normalizers, envs, rngs, next_obs, num_iterations: int):
+    """Put back what TrainingLoop.save_checkpoint wrote and say so; returns the observation the run goes on from."""
+    training, rng = checkpoint["training"], checkpoint["training"]["rng"]
     agent.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(training["optimizer"])
     for name, stats in normalizers.items():
         if stats is not None:
             stats.load_state_dict(checkpoint[name])
     if training["envs"] is not None:
-        restore_env_state(envs, training["envs"])
+        env_state(envs, training["envs"])
         next_obs = training["next_obs"].to(next_obs.device)
     else:
-        print(
-            f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
-            "the resumed run starts new episodes",
-            file=sys.stderr,
-        )
-    restore_rng_state(training["rng"], rngs)
+        print(f"note: {checkpoint['env_id']} keeps its state where a checkpoint cannot read it; "
+              "the resumed run starts new episodes", file=sys.stderr)  # fmt: skip
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    for minibatch_rng, saved in zip(rngs["minibatch"], rng["minibatch"]):
+        minibatch_rng.bit_generator.state = saved
+    for generator, saved in zip(rngs["actions"], rng["actions"]):
+        generator.set_state(saved)
+    iteration, global_step = training["iteration"], training["global_step"]
+    print(f"resumed {os.path.dirname(checkpoint['path'])} after iteration {iteration}/{num_iterations} "
+          f"(step {global_step:,})")  # fmt: skip
+    print(status_line("resumed", iteration=iteration, num_iterations=num_iterations, global_step=global_step))
     return next_obs
 
 
 class ResumableEnv(gym.Wrapper):
-    """The outermost wrapper of every env: reads and restores the env's state, through `envs.call` for the envs of
-    either vector env (an AsyncVectorEnv's live in its worker processes)."""
+    """The outermost wrapper of every env; its `resume_state` is what a checkpoint keeps of the env (see env_state)."""
 
-    def __init__(self, env: gym.Env, idx: int):
-        super().__init__(env)
-        self.idx = idx  # which of the vector env's states is this env's
-
-    def get_state(self) -> Optional[dict]:
-        """A classic-control env's state as numbers and arrays: its physics (`state`, and CartPole's count of steps
-        past termination), its RNG and the wrappers' counters; None where it cannot be read (Box2D: LunarLander)."""
+    @property
+    def resume_state(self) -> Optional[dict]:
+        """A classic-control env's physics (`state`; CartPole's steps past termination), RNG and wrappers' counters."""
         env = self.env.unwrapped
         if not hasattr(env, "state"):
-            return None
-        state = {"physics": np.array(env.state), "rng": env.np_random.bit_generator.state}
-        return (
-            state | {"steps_beyond_terminated": getattr(env, "steps_beyond_terminated", None)} | episode_counters(self)
-        )
+            return None  # where a checkpoint cannot read the state (Box2D: LunarLander)
+        state = {"physics": np.array(env.state), "rng": env.np_random.bit_generator.state} | episode_counters(self)
+        return state | {"steps_beyond_terminated": getattr(env, "steps_beyond_terminated", None)}
 
-    def set_state(self, states: list) -> None:
-        """Put back this env's entry of `states` (every env's get_state()) into a freshly made and reset env."""
-        state, env = states[self.idx], self.env.unwrapped
+    @resume_state.setter
+    def resume_state(self, state: dict) -> None:
+        env = self.env.unwrapped
         env.state, env.np_random.bit_generator.state = state["physics"].copy(), state["rng"]
         if hasattr(env, "steps_beyond_terminated"):
             env.steps_beyond_terminated = state["steps_beyond_terminated"]
         episode_counters(self, state)
 
 
-def env_state(envs: gym.vector.VectorEnv) -> Optional[list]:
-    """Every env's ResumableEnv.get_state(), arrays as tensors, or None if one cannot be read. The envs return numpy
-    arrays: a tensor sent from an AsyncVectorEnv worker goes through shared memory, which can deadlock there."""
-    states = list(envs.call("get_state"))
+def env_state(envs: gym.vector.VectorEnv, states: Optional[list] = None) -> Optional[list]:
+    """Every env's resume_state, arrays as tensors (None if one is unreadable), after putting back `states` if given."""
+    if states is not None:
+        numpy_states = [{k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()} for state in states]
+        envs.set_attr("resume_state", numpy_states)
+    states = envs.get_attr("resume_state")  # numpy to and from the envs: an AsyncVectorEnv worker's tensor can deadlock
     if any(state is None for state in states):
         return None
-    return [{key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in state.items()}
-            for state in states]  # fmt: skip
-
-
-def restore_env_state(envs: gym.vector.VectorEnv, states: list) -> None:
-    """Put back what env_state() saved into freshly made (and reset) envs of the same kind (numpy to the workers)."""
-    envs.call("set_state", [{k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in states])
+    return [{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()} for state in states]
 
 
 def episode_counters(env: gym.Env, state: Optional[dict] = None) -> dict:
-    """The counters of the wrappers every env has (put back first from `state`, if given): the time limit's steps (a
-    private attribute, gymnasium has no other) and the episode statistics' return and length so far."""
-    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)  # none in ALE's v5 ids: the emulator limits episodes
+    """The wrappers' counters (put back first from `state`, if given): time-limit steps, episode return and length."""
+    time_limit = find_wrapper(env, gym.wrappers.TimeLimit)  # its step count is private; none in ALE's v5 ids
     statistics = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
     if state is not None:
         if time_limit is not None:
             time_limit._elapsed_steps = state["elapsed_steps"]
         statistics.episode_returns, statistics.episode_lengths = state["episode_return"], state["episode_length"]
-    elapsed_steps = time_limit._elapsed_steps if time_limit is not None else None
     episode = {"episode_return": float(statistics.episode_returns), "episode_length": int(statistics.episode_lengths)}
-    return {"elapsed_steps": elapsed_steps} | episode
+    return {"elapsed_steps": getattr(time_limit, "_elapsed_steps", None)} | episode
 
 
 def find_wrapper(env: gym.Env, kind: type) -> Optional[gym.Wrapper]:
@@ -1212,49 +1147,21 @@ def seed_everything(seed: int, torch_deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = torch_deterministic
 
 
-def rng_state(rngs: dict) -> dict:
-    """The state of every random number generator the training loop draws from, as plain data: the global ones and
-    each seed's minibatch shuffler and action-noise generator."""
-    numpy_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "minibatch": [rng.bit_generator.state for rng in rngs["minibatch"]],
-        "actions": [generator.get_state() for generator in rngs["actions"]],
-    }
-
-
-def restore_rng_state(state: dict, rngs: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for rng, saved in zip(rngs["minibatch"], state["minibatch"]):
-        rng.bit_generator.state = saved
-    for generator, saved in zip(rngs["actions"], state["actions"]):
-        generator.set_state(saved)
-
-
 def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """--eval-checkpoint: play --eval-episodes episodes with a saved model and print their mean return: one seed's
     model.pt (or its run directory), or every seed of a checkpoint.pt of this script."""
     if os.path.basename(args.eval_checkpoint) == "checkpoint.pt":
         payloads = seed_payloads(load_checkpoint(args.eval_checkpoint))
     else:
-        payloads = [load_model(args.eval_checkpoint)]
+        payloads = [load_checkpoint(args.eval_checkpoint, "model.pt", PARENT)]
     check_env(payloads[0]["env_id"])
     for payload in payloads:
         video_dir = os.path.join(os.path.dirname(payload["path"]), "eval-videos") if args.capture_video else None
         returns = evaluate(payload, args.eval_episodes, args.eval_deterministic, args.seeds[0], device, video_dir)
-        print(
-            f"{payload['env_id']} seed {payload['args']['seed']}: mean return {np.mean(returns):.2f} "
-            f"+- {np.std(returns):.2f} over {len(returns)} episodes "
-            f"({'greedy' if args.eval_deterministic else 'sampled'} actions)"
-            + (f"; videos in {video_dir}" if video_dir else "")
-        )
+        actions = "greedy" if args.eval_deterministic else "sampled"
+        print(f"{payload['env_id']} seed {payload['args']['seed']}: mean return {np.mean(returns):.2f} +- "
+              f"{np.std(returns):.2f} over {len(returns)} episodes ({actions} actions)"
+              + (f"; videos in {video_dir}" if video_dir else ""))  # fmt: skip
 
 
 def seed_payloads(checkpoint: dict) -> list:
@@ -1273,8 +1180,7 @@ def seed_payloads(checkpoint: dict) -> list:
 
 
 def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, device, video_dir=None) -> list:
-    """Run `episodes` full episodes with a saved agent; returns their undiscounted returns. With a video_dir,
-    records episodes 0, 1, 8, 27, ... there (gymnasium's RecordVideo schedule)."""
+    """The returns of `episodes` full episodes of a saved agent; videos of episodes 0, 1, 8, 27, ... in video_dir."""
     env_fns = [make_env(payload["env_id"], 0, video_dir is not None, video_dir or "")]
     envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent = Agent(int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)).to(device)
@@ -1292,52 +1198,12 @@ def evaluate(payload: dict, episodes: int, deterministic: bool, seed: int, devic
     return episodic_returns[:episodes]
 
 
-class Progress:
-    """The console line: step (each seed's), SPS (each seed's, and all seeds' together), the mean, min and max over
-    the seeds of their mean recent return, elapsed and remaining time, every `interval` seconds and at the end."""
-
-    def __init__(self, interval: float, num_iterations: int, batch_size: int, start_time: float, num_seeds: int):
-        self.interval, self.num_iterations, self.batch_size = interval, num_iterations, batch_size
-        self.start_time, self.last_line, self.num_seeds = start_time, time.time(), num_seeds
-
-    def report(self, iteration: int, global_step: int, recent_returns: list) -> None:
-        now = time.time()
-        if now - self.last_line < self.interval and iteration != self.num_iterations:
-            return
-        self.last_line = now
-        sps = int(global_step / (now - self.start_time))
-        eta = (self.num_iterations - iteration) * self.batch_size / max(sps, 1)
-        print(
-            f"step {global_step:>9,}/{self.num_iterations * self.batch_size:,} "
-            f"({100 * iteration / self.num_iterations:3.0f}%) | SPS {sps:>6,} x {self.num_seeds} seeds "
-            f"| return {seed_returns(recent_returns)} | elapsed {format_seconds(now - self.start_time)} "
-            f"| left {format_seconds(eta)}",
-            flush=True,
-        )
-
-
 def seed_returns(recent_returns: list) -> str:
     """'mean (min, max) over n seeds' of the seeds' mean recent returns, those of seeds with an episode yet."""
     means = [np.mean(seed_returns) for seed_returns in recent_returns if seed_returns]
     if not means:
         return "n/a"
     return f"{np.mean(means):.1f} (min {np.min(means):.1f}, max {np.max(means):.1f}) over {len(means)} seeds"
-
-
-def print_summary(global_step: int, start_time: float, recent_returns: list, run_dir: str, num_seeds: int) -> None:
-    elapsed = time.time() - start_time
-    print(
-        f"done: {global_step:,} steps x {num_seeds} seeds in {format_seconds(elapsed)} "
-        f"({int(num_seeds * global_step / elapsed):,} seed-steps per second) "
-        f"| return over the last 100 episodes {seed_returns(recent_returns)} | first run {run_dir}"
-    )
-    rate = num_seeds * global_step / elapsed  # all seeds' steps per second
-    print(status_line("done", global_step=global_step, seeds=num_seeds, seconds=elapsed, seed_steps_per_second=rate))
-
-
-def print_resumed(run_dir: str, iteration: int, num_iterations: int, global_step: int) -> None:
-    print(f"resumed {run_dir} after iteration {iteration}/{num_iterations} (step {global_step:,})")
-    print(status_line("resumed", iteration=iteration, num_iterations=num_iterations, global_step=global_step))
 
 
 def status_line(event: str, **fields) -> str:
@@ -1347,20 +1213,12 @@ def status_line(event: str, **fields) -> str:
 
 def describe(error: BaseException) -> str:
     """ "TypeName: first line of its message", for one-line error reports."""
-    lines = str(error).splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
 def flatten_parameters(agent: nn.Module) -> torch.Tensor:
-    """Moves the agent's parameters (num_seeds, ...) into one tensor (num_seeds, num_params), and their gradients
-    into its .grad, leaving each parameter and gradient a view of them: row k holds seed k's parameters, so the
-    gradient norm of each seed is the norm of its row. Adam and gradient clipping run on one tensor instead of one
-    per layer. Backward adds into the gradient views in place, so the gradients are zeroed, never set to None."""
+    """For speed alone, one tensor (num_seeds, num_params) for Adam and clipping: parameters and gradients (never set
+    None) as views of it, row k seed k's, so a seed's gradient norm is its row's."""
     parameters = list(agent.parameters())
     num_seeds, num_params = parameters[0].shape[0], sum(parameter[0].numel() for parameter in parameters)
     flat_params = torch.zeros((num_seeds, num_params), device=parameters[0].device)
@@ -1378,7 +1236,7 @@ def flatten_parameters(agent: nn.Module) -> torch.Tensor:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args), typed_options(sys.argv[1:]))
+        main(tyro.cli(Args), sys.argv[1:])
     except (UsageError, RunError) as error:
         print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
         sys.exit(2 if isinstance(error, UsageError) else 1)

@@ -440,12 +440,6 @@ def fault_table():
             ),
             (
                 script,
-                "a checkpoint with Adam state per layer",
-                lambda runs, s=script: ["--resume", str(runs / f"per-layer-adam-{s}.pt")],
-                "holds Adam state for 2 parameter tensors",
-            ),
-            (
-                script,
                 "a model without training state",
                 lambda runs, s=script: ["--resume", str(runs / s / "model.pt")],
                 "no training state",
@@ -504,11 +498,6 @@ def make_bad_files(runs) -> None:
         runs / "malicious.pt",
     )
     torch.save({"weights": torch.zeros(3)}, runs / "foreign.pt")
-    for script in SCRIPTS:  # a checkpoint as written before the parameters were one flat tensor: Adam state per tensor
-        checkpoint = torch.load(runs / script / "checkpoint.pt", weights_only=True)
-        adam = checkpoint["training"]["optimizer"]
-        adam["state"], adam["param_groups"][0]["params"] = {0: adam["state"][0], 1: adam["state"][0]}, [0, 1]
-        torch.save(checkpoint, runs / f"per-layer-adam-{script}.pt")
 
 
 @pytest.mark.parametrize(
@@ -528,7 +517,7 @@ def test_fault_table(script, case, make_args, message, saved_runs, tmp_path, mon
         module.Args, args=bad_args if "--resume" in bad_args else ["--output-dir", str(tmp_path), *bad_args]
     )
     with pytest.raises(module.UsageError) as error:
-        module.main(args, module.typed_options(bad_args))
+        module.main(args, bad_args)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert {name: run_dir_files(saved_runs / name) for name in SCRIPTS} == before  # nothing written was changed
     assert not (saved_runs / "pwned").exists()  # no code ran from a file
@@ -640,7 +629,7 @@ def test_env_state_round_trip_continues_exactly(module, env_id):
     state, actions, expected = state_mid_episode(module, make(), 150)
     restored = make()
     restored.reset(seed=12345)
-    module.restore_env_state(restored, state)
+    module.env_state(restored, state)
     for action, want in zip(actions, expected):
         got = restored.step(action)[:4]
         for got_part, want_part in zip(got, want):
@@ -667,7 +656,7 @@ def test_env_state_moves_between_worker_processes_and_this_one():
     for vector_env in (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv):
         restored = make(vector_env)
         restored.reset(seed=12345)
-        ppo_atari.restore_env_state(restored, state)
+        ppo_atari.env_state(restored, state)
         for action, want in zip(actions, expected):
             for got_part, want_part in zip(restored.step(action)[:4], want):
                 np.testing.assert_array_equal(got_part, want_part)
@@ -684,26 +673,32 @@ def test_box2d_envs_are_reported_as_not_capturable():
 
 def test_resume_args_merge_rules():
     saved = ppo_discrete.asdict(ppo_discrete.Args(num_envs=8, total_timesteps=100_000, seed=3))
-    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, frozenset())
+    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, ["--resume", "x"])
     assert (merged.num_envs, merged.total_timesteps, merged.seed, merged.resume) == (8, 100_000, 3, "x")
-    typed = frozenset({"total_timesteps"})
-    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x", total_timesteps=200_000), saved, typed)
+    argv = ["--resume", "x", "--total-timesteps", "200000"]
+    merged = ppo_discrete.resume_args(ppo_discrete.Args(resume="x", total_timesteps=200_000), saved, argv)
     assert merged.total_timesteps == 200_000
     # what was typed decides, not the value: the default typed on the command line wins too
-    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, typed).total_timesteps == 500_000
-    typed = frozenset({"num_envs"})
-    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved, typed).num_envs == 8  # same
+    argv = ["--resume", "x", "--total-timesteps=500000"]
+    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, argv).total_timesteps == 500_000
+    argv = ["--resume", "x", "--num-envs", "8"]
+    assert ppo_discrete.resume_args(ppo_discrete.Args(resume="x", num_envs=8), saved, argv).num_envs == 8  # same
     with pytest.raises(ppo_discrete.UsageError, match="--seed 4 differs from the checkpoint's 3"):
-        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", seed=4), saved, frozenset({"seed"}))
+        ppo_discrete.resume_args(ppo_discrete.Args(resume="x", seed=4), saved, ["--resume", "x", "--seed", "4"])
     with pytest.raises(ppo_discrete.UsageError, match="--num-envs 4 differs from the checkpoint's 8"):
-        ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, typed)  # the default, typed
+        ppo_discrete.resume_args(ppo_discrete.Args(resume="x"), saved, ["--num-envs", "4"])  # the default, typed
 
 
 @pytest.mark.parametrize("module", [ppo_discrete, ppo_continuous, ppo_atari])
-def test_typed_options_are_the_flags_on_the_command_line(module):
-    argv = ["--resume", "runs/x", "--total-timesteps=500000", "--no-cuda", "--num-envs", "4", "--seed", "-3"]
-    assert module.typed_options(argv) == {"resume", "total_timesteps", "cuda", "num_envs", "seed"}
-    assert module.typed_options(["--resume", "runs/x"]) == {"resume"}
+def test_resume_reads_what_was_typed_from_the_command_line(module):
+    """Options typed as --name value, --name=value or --no-name (a flag's off form) count as typed, whatever the
+    value; the others keep the checkpoint's."""
+    saved = module.asdict(module.Args(total_timesteps=100_000, cuda=True, torch_threads=3))
+    argv = ["--resume", "runs/x", "--total-timesteps=500000", "--no-cuda"]
+    merged = module.resume_args(tyro.cli(module.Args, args=argv), saved, argv)
+    assert (merged.total_timesteps, merged.cuda, merged.torch_threads, merged.resume) == (500_000, False, 3, "runs/x")
+    merged = module.resume_args(tyro.cli(module.Args, args=argv[:2]), saved, argv[:2])
+    assert (merged.total_timesteps, merged.cuda, merged.torch_threads) == (100_000, True, 3)
 
 
 def edited_checkpoint(saved_runs, script: str, run_dir: Path, **args) -> None:

@@ -3,7 +3,8 @@
 Read with ast: every top-level function or class above main() is one of the script's PPO pieces (options, networks,
 normalization, the PPO functions); everything that runs the job is defined after main(), behind one banner. The line
 budgets hold: main() at most 200 lines, the top of the file to the end of main() at most 500 / 575 / 640 lines, the
-plumbing below main() within PLUMBING_BUDGETS, and no line over 120 characters anywhere in the project's Python files.
+plumbing below main() at most 450 lines in each of the three scripts (597 / 630 in the seeds variants: the parent's
+plumbing and the seed group's), and no line over 120 characters anywhere in the project's Python files.
 """
 
 import ast
@@ -26,9 +27,10 @@ BUDGETS = {"ppo_discrete.py": 500, "ppo_continuous.py": 575, "ppo_atari.py": 640
 # The seeds variants: the parent's budget plus the batched agent and Adam above main() and a longer main()
 BUDGETS.update({"ppo_discrete_seeds.py": 660, "ppo_continuous_seeds.py": 755})
 MAIN_BUDGETS = {"ppo_discrete_seeds.py": 240, "ppo_continuous_seeds.py": 240}  # 200 for the others
-# Lines below main(): the plumbing that runs the job; a seeds variant's holds its parent's plus its N run directories
-PLUMBING_BUDGETS = {"ppo_discrete.py": 536, "ppo_continuous.py": 556, "ppo_atari.py": 576}
-PLUMBING_BUDGETS.update({"ppo_discrete_seeds.py": 737, "ppo_continuous_seeds.py": 772})
+# Lines below main(): the plumbing that runs the job; a seeds variant's holds its parent's plus its N run directories,
+# per-seed W&B runs and per-seed models
+PLUMBING_BUDGETS = {"ppo_discrete.py": 450, "ppo_continuous.py": 450, "ppo_atari.py": 450}
+PLUMBING_BUDGETS.update({"ppo_discrete_seeds.py": 597, "ppo_continuous_seeds.py": 630})
 BANNER = "# Everything below runs the job, not PPO"
 
 

@@ -461,7 +461,7 @@ def test_save_and_evaluate(twin_runs):
     )
     assert evaluation.returncode == 0, evaluation.stderr
     assert f"{BREAKOUT}: mean return" in evaluation.stdout and "over 1 episodes (greedy actions)" in evaluation.stdout
-    payload = ppo_atari.load_model(str(out / "a"))
+    payload = ppo_atari.load_checkpoint(str(out / "a"), "model.pt")
     assert payload["script"] == "ppo_atari" and payload["args"]["clip_coef"] == 0.1
 
 
@@ -502,4 +502,4 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
 def test_checkpoint_of_another_script_is_refused(tmp_path):
     torch.save({"format": 1, "script": "ppo_discrete", "model": {}}, tmp_path / "model.pt")
     with pytest.raises(ppo_atari.UsageError, match="written by ppo_discrete.py"):
-        ppo_atari.load_model(str(tmp_path / "model.pt"))
+        ppo_atari.load_checkpoint(str(tmp_path / "model.pt"), "model.pt")

@@ -234,7 +234,7 @@ def test_env_gets_clipped_actions_and_the_update_scores_the_samples(tmp_path, mo
     assert [value for _, value in scalars["losses/clipfrac"]] == [0.0, 0.0]
     assert [value for _, value in scalars["losses/exact_kl"]] == [0.0, 0.0]  # against the stored mean and log std
 
-    payload = ppo_continuous.load_model(str(tmp_path / "run"))
+    payload = ppo_continuous.load_checkpoint(str(tmp_path / "run"), "model.pt")
     if normalize:
         obs_rms = payload["obs_rms"]
         shown = np.stack(RecordingEnv.shown[:257]).astype(np.float64)  # the first reset, then one per step
@@ -287,7 +287,7 @@ def test_truncation_bootstraps_from_the_normalized_final_observation(tmp_path, e
         "probe",
     )
     assert result.returncode == 0, result.stderr
-    payload = ppo_continuous.load_model(str(tmp_path / "probe"))
+    payload = ppo_continuous.load_checkpoint(str(tmp_path / "probe"), "model.pt")
     agent = ppo_continuous.Agent(2, 1)
     agent.load_state_dict(payload["model"])
     obs_rms = ppo_continuous.RunningMeanStd((2,))
@@ -376,7 +376,7 @@ def test_save_and_evaluate_with_the_frozen_normalization_statistics(tiny_runs, t
     assert model.is_file() and "evaluation: mean return" in results["a"].stdout
     assert len(read_scalars(out / "a")["eval/episodic_return"]) == 2
 
-    payload = ppo_continuous.load_model(str(model))
+    payload = ppo_continuous.load_checkpoint(str(model), "model.pt")
     saved = {key: value.clone() if torch.is_tensor(value) else value for key, value in payload["obs_rms"].items()}
     assert saved["count"] == 2 * (1 + 1024 // 2)  # updated on every observation of both envs, resets included
     assert abs(saved["mean"][2].item()) < 3 and saved["var"][2].item() > 0.5  # Pendulum's angular velocity

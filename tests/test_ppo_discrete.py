@@ -212,7 +212,7 @@ def test_truncation_bootstraps_from_the_final_observation(tmp_path, env_name, te
         "probe",
     )
     assert result.returncode == 0, result.stderr
-    payload = ppo_discrete.load_model(str(tmp_path / "probe"))
+    payload = ppo_discrete.load_checkpoint(str(tmp_path / "probe"), "model.pt")
     agent = ppo_discrete.Agent(2, 2)
     agent.load_state_dict(payload["model"])
     value_s0, value_s1 = agent.get_value(torch.tensor([[1.0, 0.0], [0.0, 1.0]])).tolist()
@@ -301,7 +301,7 @@ def test_save_evaluate_and_foreign_checkpoints(tiny_runs, tmp_path):
     evaluation = run_script(SCRIPT, "--eval-checkpoint", str(model), "--eval-episodes", "4", "--eval-deterministic")
     assert evaluation.returncode == 0, evaluation.stderr
     assert "mean return" in evaluation.stdout and "over 4 episodes" in evaluation.stdout
-    loaded = ppo_discrete.load_model(str(model))
+    loaded = ppo_discrete.load_checkpoint(str(model), "model.pt")
     sampled = []
     for other_seed in (1, 2):  # whatever the process's random state, sampled actions repeat with the evaluation seed
         torch.manual_seed(other_seed)

@@ -251,8 +251,8 @@ def test_resume_decides_by_what_was_typed(variant):
     default = module.Args()
     saved = dataclasses.asdict(module.Args(total_timesteps=3 * default.total_timesteps, seeds=(5, 6), num_envs=7))
     argv = ["--resume", "runs/x", "--total-timesteps", str(default.total_timesteps)]
-    merged = module.resume_args(tyro.cli(module.Args, args=argv), saved, module.typed_options(argv))
+    merged = module.resume_args(tyro.cli(module.Args, args=argv), saved, argv)
     assert (merged.total_timesteps, merged.seeds, merged.num_envs) == (default.total_timesteps, (5, 6), 7)
     argv = ["--resume", "runs/x", "--num-envs", str(default.num_envs)]
     with pytest.raises(module.UsageError, match=f"--num-envs {default.num_envs} differs from the checkpoint's 7"):
-        module.resume_args(tyro.cli(module.Args, args=argv), saved, module.typed_options(argv))
+        module.resume_args(tyro.cli(module.Args, args=argv), saved, argv)

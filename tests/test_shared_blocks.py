@@ -148,10 +148,8 @@ def test_main_sections_cover_the_algorithm():
 # blocks must all be there. Args: the same fields, docstrings and order, --seeds in place of --seed.
 VARIANTS = {"ppo_continuous_seeds.py": "ppo_continuous.py", "ppo_discrete_seeds.py": "ppo_discrete.py"}
 BATCHING_CHANGES = {
-    "Args", "main", "update_statistics", "check_args", "run_directory", "start_tracking", "close_tracking",
-    "StopOnSignal", "stop_if_not_finite", "save_checkpoint", "save_and_evaluate_model", "write_atomically",
-    "load_model", "load_checkpoint", "read_payload", "restore_training", "rng_state", "restore_rng_state",
-    "evaluate_checkpoint", "Progress", "print_summary", "flatten_parameters",
+    "Args", "main", "update_statistics", "check_args", "resolve_args", "start_tracking", "TrainingLoop",
+    "write_atomically", "load_checkpoint", "resume_run", "evaluate_checkpoint", "flatten_parameters",
 }  # fmt: skip
 SEED_FIELDS = {"seed": "seeds"}
 
