@@ -434,7 +434,9 @@ def fail_lost_trials(optuna_study: optuna.Study, stale_after: float) -> list[int
         worker = trial.user_attrs.get("worker", "")
         worker_host, _, pid = worker.rpartition(":")
         dead_here = worker_host == host and pid.isdigit() and not pid_alive(int(pid))
-        stale = time.time() - trial.user_attrs.get("heartbeat", 0) > stale_after
+        # a trial just asked for has no heartbeat yet: its start stands in, or another worker would fail it at once
+        started = trial.datetime_start.timestamp() if trial.datetime_start is not None else time.time()
+        stale = time.time() - trial.user_attrs.get("heartbeat", started) > stale_after
         if dead_here or stale:
             try:
                 optuna.trial.Trial(optuna_study, trial._trial_id).set_user_attr("failure", f"worker {worker} lost")

@@ -166,6 +166,19 @@ def test_a_killed_worker_leaves_the_study_consistent(tmp_path):
     assert not load(study_dir).get_trials(states=(TrialState.RUNNING,))
 
 
+def test_a_trial_just_asked_for_is_not_lost(tmp_path):
+    """Between ask() and its first heartbeat a trial has no worker attributes: another worker must not fail it (the
+    race two Slurm workers hit); a trial whose heartbeat is old, or whose worker on this host is gone, is lost."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize")
+    fresh, stale, dead = study.ask(), study.ask(), study.ask()
+    stale.set_user_attr("heartbeat", 1.0)
+    dead.set_user_attr("worker", f"{tune.socket.gethostname()}:{2**22 + 1}")  # beyond Linux's largest PID
+    dead.set_user_attr("heartbeat", tune.time.time())
+    assert sorted(tune.fail_lost_trials(study, stale_after=120)) == [stale.number, dead.number]
+    assert study.get_trials()[fresh.number].state == TrialState.RUNNING
+
+
 @pytest.mark.slow
 def test_a_configuration_the_script_rejects_is_a_failed_trial(tmp_path):
     space_path = write_space(tmp_path / "space.yaml", dict(SPACE, num_minibatches={"values": [3, 4]}))
