@@ -83,6 +83,8 @@ class Args:
     """maximum global norm of the gradient"""
     target_kl: Optional[float] = None
     """stop the update early once the approximate KL of a minibatch exceeds this (off by default)"""
+    log_std_init: float = 0.0
+    """initial log std of the Gaussian policy in every action dimension (0: std 1); learned from there"""
     norm_obs: bool = True
     """normalize observations by their running mean and std, clipped to [-obs_clip, obs_clip]"""
     obs_clip: float = 10.0
@@ -157,7 +159,7 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 class Agent(nn.Module):
     """Separate actor and critic MLPs (64-64, tanh), orthogonal init; a Gaussian policy, its log std learned."""
 
-    def __init__(self, obs_dim: int, action_dim: int):
+    def __init__(self, obs_dim: int, action_dim: int, log_std_init: float = 0.0):
         super().__init__()
         self.critic = nn.Sequential(
             layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
@@ -169,7 +171,7 @@ class Agent(nn.Module):
             layer_init(nn.Linear(64, 64)), nn.Tanh(),
             layer_init(nn.Linear(64, action_dim), std=0.01),  # mean head gain 0.01: initial mean near 0 everywhere
         )  # fmt: skip
-        self.actor_logstd = nn.Parameter(torch.zeros(action_dim))  # log sigma, init 0: sigma = 1 in every dimension
+        self.actor_logstd = nn.Parameter(torch.full((action_dim,), log_std_init))  # log sigma, learned (0: sigma 1)
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).squeeze(-1)
@@ -397,7 +399,7 @@ def main(args: Args, argv: Sequence[str] = ()) -> None:
     env_fns = [make_env(args.env_id, i, args.capture_video, video_dir) for i in range(args.num_envs)]
     envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
-    agent = Agent(int(np.prod(obs_shape)), int(np.prod(action_shape))).to(device)
+    agent = Agent(int(np.prod(obs_shape)), int(np.prod(action_shape)), args.log_std_init).to(device)
     flat_params = flatten_parameters(agent)  # speed alone: fused Adam and clipping on one tensor, not one per layer
     optimizer = torch.optim.Adam([flat_params], lr=args.learning_rate, eps=1e-5, fused=True)  # Adam eps 1e-5, not 1e-8
     # Observation normalization and reward scaling, in the loop: gymnasium's wrappers keep statistics per env

@@ -88,6 +88,8 @@ class Args:
     """maximum global norm of the gradient"""
     target_kl: Optional[float] = None
     """stop the update early once the approximate KL of a minibatch exceeds this (off by default)"""
+    log_std_init: float = 0.0
+    """initial log std of the Gaussian policy in every action dimension (0: std 1); learned from there"""
     norm_obs: bool = True
     """normalize observations by their running mean and std, clipped to [-obs_clip, obs_clip]"""
     obs_clip: float = 10.0
@@ -162,7 +164,7 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 class Agent(nn.Module):
     """Separate actor and critic MLPs (64-64, tanh), orthogonal init; a Gaussian policy, its log std learned."""
 
-    def __init__(self, obs_dim: int, action_dim: int):
+    def __init__(self, obs_dim: int, action_dim: int, log_std_init: float = 0.0):
         super().__init__()
         self.critic = nn.Sequential(
             layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
@@ -174,7 +176,7 @@ class Agent(nn.Module):
             layer_init(nn.Linear(64, 64)), nn.Tanh(),
             layer_init(nn.Linear(64, action_dim), std=0.01),  # mean head gain 0.01: initial mean near 0 everywhere
         )  # fmt: skip
-        self.actor_logstd = nn.Parameter(torch.zeros(action_dim))  # log sigma, init 0: sigma = 1 in every dimension
+        self.actor_logstd = nn.Parameter(torch.full((action_dim,), log_std_init))  # log sigma, learned (0: sigma 1)
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).squeeze(-1)
@@ -533,7 +535,7 @@ def main(args: Args, argv: Sequence[str] = ()) -> None:
     agents, action_generators = [], []  # seed k's Agent made as ppo_continuous.py --seed k makes it, then stacked
     for seed in args.seeds:
         seed_everything(seed, args.torch_deterministic)
-        agents.append(Agent(int(np.prod(obs_shape)), int(np.prod(action_shape))))
+        agents.append(Agent(int(np.prod(obs_shape)), int(np.prod(action_shape)), args.log_std_init))
         action_generators.append(torch.Generator().set_state(torch.get_rng_state()))  # its action noise goes on
     agent = BatchedAgent(agents).to(device)  # from torch's generator where that script's does
     rngs = {"minibatch": minibatch_rngs, "actions": action_generators}  # the seeds' RNGs, for checkpoints
