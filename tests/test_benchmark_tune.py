@@ -466,7 +466,7 @@ def test_a_tuned_recipe_searches_validates_and_is_in_readme(path):
 
     search, validate = tune_commands(path)
     args = tune.search_parser().parse_args(search)
-    options = space_module.load_script_options(REPO / "ppo_discrete_seeds.py")
+    options = space_module.load_script_options(REPO / args.script.replace(".py", "_seeds.py"))
     space = space_module.load_space(REPO / args.space, options)
     for text in args.enqueue:
         assert set(json.loads(text)) == set(space.distributions)  # complete configurations

@@ -115,9 +115,10 @@ def test_initial_weights_are_the_parents_bit_for_bit(runs, tmp_path, monkeypatch
         return flatten
 
     monkeypatch.chdir(tmp_path)
+    log_std_init = ("--log-std-init", "-1.5") if script == "ppo_continuous_seeds.py" else ()  # passed on to each seed
     for module, key, seeds in ((parent, 2, None), (variant, "variant", (1, 2, 3))):
         capture(module, key)
-        cli = config(script, *(("--seed", "2") if seeds is None else ("--seeds", *map(str, seeds))))
+        cli = config(script, *(("--seed", "2") if seeds is None else ("--seeds", *map(str, seeds))), *log_std_init)
         args = tyro.cli(module.Args, args=[*cli, "--output-dir", str(tmp_path / str(key))])
         with pytest.raises(KeyboardInterrupt):
             module.main(args)
@@ -130,6 +131,8 @@ def test_initial_weights_are_the_parents_bit_for_bit(runs, tmp_path, monkeypatch
             seed_2 = stacked[f"{sequential}.{2 * linear + (kind == 'bias')}"][1]
             seed_2 = seed_2.T if kind == "weight" else seed_2
         assert torch.equal(seed_2, tensor), name
+    if log_std_init:
+        assert torch.equal(made[2]["actor_logstd"], torch.full_like(made[2]["actor_logstd"], -1.5))
 
 
 def test_each_seed_writes_the_run_the_parent_writes(runs):
