@@ -461,13 +461,13 @@ def test_there_are_tuned_recipes():
 
 
 @pytest.mark.parametrize("path", TUNED_RECIPES, ids=lambda path: path.name)
-def test_a_tuned_recipe_searches_validates_and_is_in_readme(path):
+def test_a_tuned_recipe_searches_validates_and_is_in_readme(path, monkeypatch):
     from tests.benchmark_fixtures import parse_script_args
 
     search, validate = tune_commands(path)
     args = tune.search_parser().parse_args(search)
-    options = space_module.load_script_options(REPO / args.script.replace(".py", "_seeds.py"))
-    space = space_module.load_space(REPO / args.space, options)
+    monkeypatch.chdir(REPO)  # the recipe's paths are the repository's
+    _, space = tune.prepare(args, [])  # the tuner's own checks of the command: space, env ids, enqueued JSON
     for text in args.enqueue:
         assert set(json.loads(text)) == set(space.distributions)  # complete configurations
     assert validate[0] == "validate" and validate[validate.index("--study-dir") + 1] == str(args.study_dir)
