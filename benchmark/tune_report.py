@@ -94,16 +94,25 @@ def plot_study(optuna_study: optuna.Study, study_dir: Path) -> list[str]:
     return written
 
 
-def importances(optuna_study: optuna.Study) -> dict[str, float]:
+# PED-ANOVA compares the top 10% of the complete trials with all of them, and needs 2 trials in the top 10%
+MIN_TRIALS_FOR_IMPORTANCES = 20
+
+
+def importances(optuna_study: optuna.Study) -> tuple[dict[str, float], list[str]]:
+    """Each parameter's importance over the complete trials, and the parameters that took one value in all of them.
+
+    Those are left out: PED-ANOVA gives a parameter that never varied a nonzero weight, which would read as an effect.
+    A study that starts from enqueued configurations holds several such parameters."""
     complete = [t for t in optuna_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    if len(complete) < 3:
-        return {}
+    names = sorted({name for trial in complete for name in trial.params})
+    constant = [name for name in names if len({repr(trial.params.get(name)) for trial in complete}) == 1]
+    varied = [name for name in names if name not in constant]
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCES or not varied:
+        return {}, constant
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "too few trials": the table says how many there are
-            return optuna.importance.get_param_importances(optuna_study)
-    except (ValueError, RuntimeError):  # fewer than two complete trials, or every one with the same value
-        return {}
+        return optuna.importance.get_param_importances(optuna_study, params=varied), constant
+    except (ValueError, RuntimeError):  # every complete trial with the same value
+        return {}, constant
 
 
 def write_report(study_dir: Path, storage: Optional[str] = None) -> Path:
@@ -132,10 +141,17 @@ def write_report(study_dir: Path, storage: Optional[str] = None) -> Path:
                 for t in complete[:TOP_TRIALS]]  # fmt: skip
         lines += [f"## Top {min(TOP_TRIALS, len(complete))} trials", ""]
         lines += [markdown_table(["trial", "score", "mean", "worst seed", *names, "each seed's return"], rows), ""]
-    weights = importances(optuna_study)
+    weights, constant = importances(optuna_study)
     if weights:
         lines += ["## Parameter importances (Optuna's default evaluator, PED-ANOVA)", ""]
+        note = f"Over the {len(complete)} complete trials"
+        if constant:
+            note += f"; left out, as one value in all of them: {', '.join(constant)}"
+        lines += [note + ".", ""]
         lines += [markdown_table(["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in weights.items()]), ""]
+    elif 0 < len(complete) < MIN_TRIALS_FOR_IMPORTANCES:
+        lines += [f"Parameter importances: not computed from {len(complete)} complete trials (PED-ANOVA needs "
+                  f"{MIN_TRIALS_FOR_IMPORTANCES}, so that its top 10% holds 2).", ""]  # fmt: skip
     for name in plot_study(optuna_study, study_dir):
         lines += [f"![{name}]({name})", ""]
     failed = by_state[TrialState.FAIL]

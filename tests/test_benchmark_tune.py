@@ -481,6 +481,38 @@ def test_a_tuned_recipe_searches_validates_and_is_in_readme(path, monkeypatch):
     assert command in (REPO / "README.md").read_text()  # the tuned command line, as validated, in README
 
 
+def test_importances_leave_out_a_parameter_that_never_varied():
+    """The report's importances cover only parameters that took more than one value among the complete trials (one
+    that stayed fixed, as in a study of enqueued variations, would otherwise get a weight of its own from PED-ANOVA),
+    and only from 20 complete trials on."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import create_trial
+
+    from benchmark import tune_report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    distributions = {"learning_rate": FloatDistribution(1e-4, 1e-2, log=True), "vf_coef": FloatDistribution(0.25, 1.0),
+                     "num_envs": CategoricalDistribution([4, 8])}  # fmt: skip
+    rng = np.random.default_rng(0)
+    for learning_rate in np.geomspace(1e-4, 1e-2, 20):
+        params = {"learning_rate": float(learning_rate), "vf_coef": 0.5, "num_envs": int(rng.choice([4, 8]))}
+        study.add_trial(
+            create_trial(params=params, distributions=distributions, value=-abs(np.log10(learning_rate) + 3))
+        )
+    study.add_trial(create_trial(params={"learning_rate": 1e-3, "vf_coef": 0.9, "num_envs": 4},
+                                 distributions=distributions, state=TrialState.FAIL))  # fmt: skip
+    weights, constant = tune_report.importances(study)
+    assert constant == ["vf_coef"]  # fixed in every complete trial; the failed one does not count
+    assert set(weights) == {"learning_rate", "num_envs"}
+    assert max(weights, key=weights.get) == "learning_rate"  # the score depends on it alone
+    assert optuna.importance.get_param_importances(study)["vf_coef"] > 0  # what the report would show unfiltered
+    # below 20 complete trials PED-ANOVA's top 10% holds fewer than 2: no importances at all
+    fewer = optuna.create_study(direction="maximize")
+    fewer.add_trials([trial for trial in study.trials if trial.state == TrialState.COMPLETE][:19])
+    assert tune_report.importances(fewer) == ({}, ["vf_coef"])
+
+
 def test_enqueue_defaults_queues_the_scripts_defaults_once():
     """--enqueue-defaults: the first trial is the script's defaults (a `no_FLAG` parameter false: the flag as it is)."""
     import argparse
