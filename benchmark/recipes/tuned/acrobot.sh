@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Acrobot-v1, ppo_discrete.py: a search whose every trial is 8 seeds (1-8) at the full 500k steps in one process of
 # ppo_discrete_seeds.py, then the validation of the configuration it found against the script's defaults on seeds
-# 101-108, which the search never used (benchmark/results/tuned/acrobot/). The search tries twenty configurations
-# first (--enqueue), in the order they were written while the study ran: variations of an earlier 4-seed search's best
-# (8 envs x 256 steps, learning rate 0.0025, GAE lambda 0.9) that trade data per update for more, smaller updates
-# (10 epochs, 4 envs, minibatches of 64), and their entropy, clipping and lambda; then Optuna's TPE. No pruning, so
-# that every enqueued configuration completes. It continues where it stopped when run again.
+# 101-108, which the search never used (benchmark/results/tuned/acrobot/). The search runs twenty configurations
+# (--enqueue), each to the end (no pruning): variations of 8 envs x 256 steps in 16 minibatches and 4 epochs
+# (learning rate 0.0025, GAE lambda 0.9) toward more and smaller updates per sample (10 epochs, 4 envs, minibatches of
+# 64), and their entropy, clipping, discount and lambda. A larger --trials goes on with Optuna's TPE; the study
+# continues where it stopped when run again.
 #
 #   bash benchmark/recipes/tuned/acrobot.sh                     # search (resumable), then validate
 set -euo pipefail
