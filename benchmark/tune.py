@@ -42,6 +42,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import optuna
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
@@ -57,6 +58,7 @@ LAST_EPISODES = 100
 MAX_FAILURES_IN_A_ROW = 20  # a space whose every sample the script rejects: stop, rather than fail forever
 STATE_FILE = "study.json"  # the study's settings, for report and validate
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SCHEMA_RETRIES = 4  # opening a fresh database while other workers create the same tables
 
 
 class TuneError(Exception):
@@ -155,6 +157,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:") :]))
     # SQLite with several writers: wait for the lock instead of failing at once
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            # workers that start together on a fresh database all create its tables: the losers find them made
+            if not (isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)):
+                raise
+            time.sleep(0.2 * (attempt + 1))
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 

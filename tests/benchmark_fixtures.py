@@ -134,7 +134,9 @@ def wait_for(predicate, what: str, timeout: float = 300, process: Optional[subpr
         if value:
             return value
         if process is not None and process.poll() is not None:
-            pytest.fail(f"process exited ({process.returncode}) while waiting for {what}")
+            said = process.stderr.read() if process.stderr is not None else ""  # why, where it was kept
+            said = said.decode(errors="replace") if isinstance(said, bytes) else said
+            pytest.fail(f"process exited ({process.returncode}) while waiting for {what}\n{said[-3000:]}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
 

@@ -8,6 +8,7 @@ own reading of a sweep file, and every bad space is one line, exit code 2, nothi
 """
 
 import json
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -164,6 +165,33 @@ def test_a_killed_worker_leaves_the_study_consistent(tmp_path):
     assert trials[0].state == TrialState.FAIL and "lost" in trials[0].user_attrs["failure"]
     assert [t.number for t in trials] == [0, 1] and trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert not load(study_dir).get_trials(states=(TrialState.RUNNING,))
+
+
+def open_study_at_the_barrier(url: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        optuna.create_study(storage=tune.open_storage(url), study_name="shared", load_if_exists=True)
+        results.put("ok")
+    except Exception as error:  # the race's loser: a table or the schema version row made by another worker
+        results.put(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+def test_workers_that_start_together_on_a_fresh_database_all_open_it(tmp_path):
+    """Slurm's array tasks open the study's SQLite file at the same moment; each creates the tables it finds missing,
+    so all but one lose a race inside Optuna (table already exists, duplicate schema version) unless they retry."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    context = multiprocessing.get_context("fork")  # children start with optuna imported: they reach the barrier fast
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'study{attempt}.db'}"
+        barrier, results = context.Barrier(8), context.Queue()
+        workers = [context.Process(target=open_study_at_the_barrier, args=(url, barrier, results)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=120) for _ in workers]
+        for worker in workers:
+            worker.join()
+        assert outcomes == ["ok"] * 8, outcomes
+        assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["shared"]
 
 
 def test_a_trial_just_asked_for_is_not_lost(tmp_path):
