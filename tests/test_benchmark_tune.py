@@ -177,8 +177,9 @@ def open_study_at_the_barrier(url: str, barrier, results) -> None:
 
 
 def test_workers_that_start_together_on_a_fresh_database_all_open_it(tmp_path):
-    """Slurm's array tasks open the study's SQLite file at the same moment; each creates the tables it finds missing,
-    so all but one lose a race inside Optuna (table already exists, duplicate schema version) unless they retry."""
+    """Workers started together (one per terminal, or the tuner and a test or dashboard reading the study) each create
+    the tables they find missing, so all but one lose a race inside Optuna (table already exists, duplicate schema
+    version) unless they retry. (--slurm opens the study before it submits, so its array tasks find it made.)"""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     context = multiprocessing.get_context("fork")  # children start with optuna imported: they reach the barrier fast
     for attempt in range(3):
